@@ -1,0 +1,2 @@
+class GLNetError(Exception):
+    """An expected problem with the user's input, reported as one line."""

@@ -1,0 +1,7 @@
+"""The GLNet architecture (Chen et al., CVPR 2019) with the authors' key layout."""
+
+from .ensemble_head import EnsembleHead
+from .fpn import Features
+from .glnet import MODES, GLNet, GLNetConfig, GlobalContext
+
+__all__ = ["GLNet", "GLNetConfig", "GlobalContext", "Features", "EnsembleHead", "MODES"]
