@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,11 @@ def _read(path: str | os.PathLike) -> dict:
     if path.stat().st_size == 0:
         raise GLNetError(f"{path} is empty: not a checkpoint")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of non-checkpoints
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
+        if "Unsupported global" in str(e):
             raise GLNetError(
                 f"{path} holds Python objects besides weights; only state_dicts and napari-glnet checkpoints load"
             ) from None

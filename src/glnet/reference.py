@@ -17,6 +17,24 @@ import torch.nn.functional as F
 from PIL import Image
 
 
+def seeded_weights(model, seed: int):
+    """Deterministic weights that give varied predictions, for tests and
+    benchmarks (the authors' init gives near-constant logits, which would make
+    comparisons weak)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim > 1:
+                p.copy_(torch.randn(p.shape, generator=gen) * (1.5 / p[0].numel()) ** 0.5)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05 + (1.0 if name.endswith("bn1.weight") else 0.0))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.05)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
 def up(x, size):
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
@@ -106,7 +124,7 @@ def crop_global(fmap, fracs, ratio):
 def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global_model=None, sub_batch=6):
     """Scores (C, H, W) float64 summed over patches, as the reference's eval_test."""
     H, W = image.shape[:2]
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div(255)  # noqa: E731
+    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255)  # noqa: E731
     img_g = to_t(np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.BILINEAR)))[None]
     with torch.no_grad():
         if mode == "global":
