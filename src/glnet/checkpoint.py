@@ -20,7 +20,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .classes import DEEPGLOBE, ClassTable
 from .errors import GLNetError
 from .model import MODES, GLNet, GLNetConfig
@@ -110,8 +110,11 @@ def _infer_config(sd: dict[str, torch.Tensor], path) -> GLNetConfig:
     raise GLNetError(f"{path}: backbone with blocks {depths} is not one of {', '.join(BACKBONES)}")
 
 
-def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tuple[str, ...] = ()) -> None:
-    """Copy weights in, reporting wrong shapes and missing keys in one line."""
+def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tuple[str, ...] = ()) -> GLNet:
+    """Put the file's tensors into a model built on the meta device.
+
+    Wrong shapes and missing keys are reported in one line.  The tensors are
+    assigned, not copied, so loading never holds two copies of the weights."""
     expected = model.state_dict()
     wrong = [
         f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in sd and sd[k].shape != v.shape
@@ -119,28 +122,27 @@ def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tup
     if wrong:
         hint = " (wrong class count?)" if any("classify" in w or "ensemble" in w for w in wrong) else ""
         raise GLNetError(f"{path}: {len(wrong)} weights have the wrong shape{hint}: {'; '.join(wrong[:3])}")
-    missing = [
-        k for k in expected if k not in sd and not k.endswith("num_batches_tracked") and not k.startswith(optional)
-    ]
-    if missing:
-        raise GLNetError(f"{path}: {len(missing)} missing keys for this mode, e.g. {', '.join(missing[:3])}")
-    model.load_state_dict({k: v for k, v in sd.items() if k in expected}, strict=False)
+    missing = [k for k in expected if k not in sd]
+    required = [k for k in missing if not k.endswith("num_batches_tracked") and not k.startswith(optional)]
+    if required:
+        raise GLNetError(f"{path}: {len(required)} missing keys for this mode, e.g. {', '.join(required[:3])}")
+    weights = {k: (sd[k].float() if sd[k].is_floating_point() else sd[k]) for k in expected if k in sd}
+    # unused by this mode (e.g. the _ext layers in global2local) or absent from old files
+    weights.update({k: torch.zeros(expected[k].shape, dtype=expected[k].dtype) for k in missing})
+    model.load_state_dict(weights, assign=True)
+    return model
 
 
 def _build(sd, path, mode: str, config: GLNetConfig) -> GLNet:
-    if mode == "global":
-        model = GLNet(config, global_only=True)
-        _load_weights(model, sd, path)
-    else:
-        model = GLNet(config)
-        # global2local never runs the local2global ``_ext`` layers
-        optional = ("fpn_global.smooth.",) + tuple(f"fpn_global.{n}" for n in _ext_names(model)) if mode == "global2local" else ()
-        _load_weights(model, sd, path, optional)
-    return model.eval()
+    with torch.device("meta"):
+        model = GLNet(config, global_only=mode == "global")
+    # global2local never runs the local2global ``_ext`` layers
+    optional = ("fpn_global.smooth.", *_ext_names(model)) if mode == "global2local" else ()
+    return _load_weights(model, sd, path, optional).eval()
 
 
-def _ext_names(model: GLNet) -> list[str]:
-    return [n + "." for n, _ in model.fpn_global.named_children() if n.endswith("_ext")]
+def _ext_names(model: GLNet) -> tuple[str, ...]:
+    return tuple(f"fpn_global.{n}." for n, _ in model.fpn_global.named_children() if n.endswith("_ext"))
 
 
 def _build_fixed_global(sd, path, config: GLNetConfig) -> GLNet:
@@ -262,12 +264,5 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
         "global_state_dict": weights(ckpt.global_model) if ckpt.global_model is not None else None,
         "extra": ckpt.extra,
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        torch.save(obj, f)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import GLNetError
 
 log = logging.getLogger("glnet")
@@ -116,17 +115,6 @@ def _run_with_progress(session, region, desc: str) -> None:
             bar.refresh()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    os.close(fd)
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _check_output(path: Path, overwrite: bool, image: Path) -> None:
     if path.resolve() == image.resolve():
         raise GLNetError(f"output {path} is the input image: refusing to overwrite it")
@@ -158,7 +146,8 @@ def cmd_segment(args) -> int:
     result = session.result(region)
     write_label(out, result.labels, seg.checkpoint.classes, color=args.color)
     if logits_path is not None:
-        _save_npy(logits_path, result.logits.astype(np.float32, copy=False))
+        with atomic_write(logits_path) as f:
+            np.save(f, result.logits.astype(np.float32, copy=False))
     print(f"wrote {out} ({result.labels.shape[1]}x{result.labels.shape[0]}, {seg.mode}, {seg.device.type})")
     return 0
 

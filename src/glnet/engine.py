@@ -202,13 +202,15 @@ class ImageSession:
         origins = [self.origins[i] for i in indices]
         crops = crop_features(ctx.features, self.padded_size, origins, seg.size_p)
         local = seg.model.local_pyramid(self._patches(indices), crops)
-        part = seg.head.local_part(seg.model.fpn_local.ps3_parts(local, crops))
-        if seg.mode == "global2local":
-            part = part + self._global_part(ctx, origins, part)
-        else:
+        if seg.mode == "local2global":
             if self._merger is None:
                 self._merger = LocalMerger(ctx.features, self.padded_size, self.origins, seg.size_p)
             self._merger.add(local, origins)
+        parts = seg.model.fpn_local.ps3_parts(local, crops)
+        del local  # from here on only the four ps2 maps (inside parts) are needed
+        part = seg.head.local_part(parts)
+        if seg.mode == "global2local":
+            part = part + self._global_part(ctx, origins, part)
         for i, logits in zip(indices, part.float().cpu()):
             self._local_part[i] = logits
 

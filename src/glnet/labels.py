@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import tifffile
 from PIL import Image
 
 from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
 
 log = logging.getLogger(__name__)
@@ -191,18 +191,12 @@ def write_label(
     if not path.parent.is_dir():
         raise GLNetError(f"cannot write {path}: the folder {path.parent} does not exist")
 
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as f:
+        with atomic_write(path) as f:
             if suffix in _PNG:
                 Image.fromarray(array).save(f, format="PNG")
             else:
                 tifffile.imwrite(f, array, photometric="rgb" if color else "minisblack", compression="zlib")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
         raise GLNetError(f"cannot write label file {path}: {_first_line(exc)}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     log.debug("wrote %s label %s (%dx%d)", "colour" if color else "index", path, array.shape[1], array.shape[0])
