@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--precisions", nargs="+", default=["fp32"])
     p.add_argument("--no-baseline", action="store_true", help="skip the slow naive baseline")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the rows to this file")
     # internal: run one configuration

@@ -184,7 +184,7 @@ def load_checkpoint(
     if mode == "local2global":
         if global_path is None:
             raise GLNetError(
-                "the authors' local2global needs their global checkpoint too (--global-weights fpn_deepglobe_global.pth)"
+                "the authors' local2global needs their global checkpoint too (fpn_deepglobe_global.pth; --global-weights on the command line)"
             )
         global_model = _build_fixed_global(_state_dict(_read(global_path), global_path), global_path, config)
     table = classes or (DEEPGLOBE if config.num_classes == len(DEEPGLOBE) else ClassTable.default(config.num_classes))

@@ -43,7 +43,7 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    r.add_argument("--batch-size", type=int, default=6, help="patches per local-branch batch (default 6)")
+    r.add_argument("--batch-size", type=int, default=4, help="patches per local-branch batch (default 4)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: all CPUs this process may use)")
 
 

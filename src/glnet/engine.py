@@ -57,7 +57,7 @@ class Segmentation:
     """A region's result: mean logits over overlapping patches and labels."""
 
     region: Region
-    logits: np.ndarray  # float32 (C, h, w); for mode global the (C, h/4-ish) global logits
+    logits: np.ndarray  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
     labels: np.ndarray  # uint8 (h, w) class indices at full resolution
 
 
@@ -92,7 +92,7 @@ class Segmenter:
         checkpoint: GLNetCheckpoint,
         device: str = "auto",
         precision: str = "fp32",
-        batch_size: int = 6,
+        batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
     ):
