@@ -36,7 +36,7 @@ from .grid import PatchGrid
 from .model import EnsembleHead, GLNet, GlobalContext
 from .model.resnet import fold_batchnorm
 from .model.fusion import LocalMerger, crop, crop_features
-from .runtime import autocast, resolve_device, warn_slow_precision
+from .runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class Segmenter:
             if value < 32:
                 raise GLNetError(f"{name} must be at least 32 px, got {value}")
         self.num_classes = checkpoint.config.num_classes
+        return_freed_memory_promptly()
         self.model = self._place(checkpoint.model)
         self.global_model = self._place(checkpoint.global_model) if checkpoint.global_model is not None else None
         self.head = EnsembleHead(self.model) if self.mode != "global" else None

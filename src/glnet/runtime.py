@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
+import sys
 
 import torch
 
@@ -70,3 +73,26 @@ def set_threads(threads: int | None) -> int:
         raise GLNetError(f"--threads must be at least 1, got {n}")
     torch.set_num_threads(n)
     return n
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def return_freed_memory_promptly(threshold: int = 4 << 20) -> None:
+    """Keep glibc from hoarding freed activation buffers (Linux only).
+
+    glibc raises its mmap threshold each time a large block is freed, so
+    after the first patch batch every activation map is carved from the
+    heap and freed maps stay resident: peak RSS of a 2448 px local2global
+    run was about 110 MB higher for no speed gain.  A fixed threshold keeps
+    blocks of ``threshold`` bytes or more in mmap, returned on free.  It is
+    process-wide and harmless elsewhere; a no-op off glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and friends: nothing to tune
+        return
+    mallopt(_M_MMAP_THRESHOLD, int(threshold))
