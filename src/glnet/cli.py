@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -14,6 +15,10 @@ from .atomic import atomic_write
 from .errors import GLNetError
 
 log = logging.getLogger("glnet")
+
+# Modules with ``add_parser(subparsers)``: each adds its subcommand and sets
+# ``func`` (a function of the parsed args returning an exit code).
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 SEGMENT_EXAMPLES = """examples:
   # the authors' DeepGlobe local2global (their two files)
@@ -77,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ignore-index", type=int, help="ground-truth value to skip (e.g. 255)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_model_args(ev, required=False)
+    seg.set_defaults(func=cmd_segment)
+    ev.set_defaults(func=cmd_evaluate)
+    for module in _COMMAND_MODULES:  # commands that live beside the library code they drive
+        importlib.import_module(f"glnet.{module}").add_parser(sub)
     return parser
 
 
@@ -236,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return {"segment": cmd_segment, "evaluate": cmd_evaluate}[args.command](args)
+        return args.func(args)
     except GLNetError as e:
         print(f"glnet: error: {e}", file=sys.stderr)
         return 2
