@@ -50,6 +50,9 @@ class GLNetCheckpoint:
     global_model: GLNet | None = None  # local2global: the fixed global branch
     size_g: int = 508
     size_p: int = 508
+    # the image size the model was trained on (DeepGlobe: 2448); larger
+    # images are tiled into scenes of this size (see glnet.scenes)
+    scene_size: int = 2448
     input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     input_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     source: str = ""
@@ -230,6 +233,7 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         global_model,
         size_g=int(obj.get("size_g", 508)),
         size_p=int(obj.get("size_p", 508)),
+        scene_size=int(obj.get("scene_size", 2448)),
         input_mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))),
         input_std=tuple(inp.get("std", (1.0, 1.0, 1.0))),
         source=str(path),
@@ -259,6 +263,7 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
         "fpn_width": ckpt.config.fpn_width,
         "size_g": ckpt.size_g,
         "size_p": ckpt.size_p,
+        "scene_size": ckpt.scene_size,
         "input": {"scale": "0-1", "mean": list(ckpt.input_mean), "std": list(ckpt.input_std)},
         "state_dict": weights(ckpt.model),
         "global_state_dict": weights(ckpt.global_model) if ckpt.global_model is not None else None,

@@ -18,7 +18,7 @@ log = logging.getLogger("glnet")
 
 # Modules with ``add_parser(subparsers)``: each adds its subcommand and sets
 # ``func`` (a function of the parsed args returning an exit code).
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("pyramid", "export")
 
 SEGMENT_EXAMPLES = """examples:
   # the authors' DeepGlobe local2global (their two files)
@@ -28,6 +28,9 @@ SEGMENT_EXAMPLES = """examples:
   glnet segment scene.tif -o scene_pred.png --weights demo.glnet.pt --color --logits scene_logits.npy
   # only a region (top,left,bottom,right in pixels), fast global-only overview
   glnet segment scene.jpg -o overview.png --mode global --weights fpn_deepglobe_global.pth
+  # a huge image into an OME-Zarr label store, scene by scene, on a 2-process dask cluster
+  glnet segment huge.ome.tif -o huge_labels.zarr --weights demo.glnet.pt --workers 2
+  glnet segment huge.ome.tif -o huge_labels.zarr --weights demo.glnet.pt --resume   # after an interruption
 """
 
 EVALUATE_EXAMPLES = """examples:
@@ -61,11 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
         "segment", help="segment one image", epilog=SEGMENT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     seg.add_argument("image", help="JPEG, PNG or TIFF image")
-    seg.add_argument("-o", "--output", required=True, help="class-index mask to write (.png, .tif)")
+    seg.add_argument(
+        "-o", "--output", required=True,
+        help="class-index mask to write (.png, .tif), or an OME-Zarr label store (.zarr) written scene by scene",
+    )  # fmt: skip
     seg.add_argument("--color", action="store_true", help="write the class colours instead of indices")
     seg.add_argument("--logits", metavar="NPY", help="also write mean class scores, float32 C x H x W (.npy)")
     seg.add_argument("--region", metavar="T,L,B,R", help="only this rectangle (top,left,bottom,right in px)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    big = seg.add_argument_group("huge images")
+    big.add_argument("--scene-size", type=int, help="scene size in px (default: the checkpoint's training size, 2448)")
+    big.add_argument("--overlap", type=int, help="overlap between scenes in px (default: scene size / 8)")
+    big.add_argument("--resume", action="store_true", help=".zarr output: continue an interrupted run")
+    big.add_argument("--workers", type=int, default=0, help=".zarr output: scenes on a local dask cluster of N processes")
+    big.add_argument("--scheduler", metavar="ADDRESS", help=".zarr output: scenes on an existing dask cluster (tcp://host:8786)")
     _add_model_args(seg)
 
     ev = sub.add_parser(
@@ -113,11 +125,11 @@ def _parse_region(text: str | None):
     return top, left, bottom, right
 
 
-def _run_with_progress(session, region, desc: str) -> None:
+def _run_with_progress(steps, desc: str) -> None:
     from tqdm import tqdm
 
     with tqdm(total=None, desc=desc, unit="patch", disable=None, leave=False) as bar:
-        for p in session.run(region):
+        for p in steps:
             bar.total = p.total
             bar.set_postfix_str(p.stage)
             bar.n = p.done
@@ -135,29 +147,68 @@ def _check_output(path: Path, overwrite: bool, image: Path) -> None:
 
 # -- commands --------------------------------------------------------------
 def cmd_segment(args) -> int:
-    from .imageio import read_image
-    from .labels import write_label
-
     image_path, out = Path(args.image), Path(args.output)
+    if out.suffix.lower() == ".zarr":
+        return _segment_to_zarr(args, image_path, out)
+    from .labels import write_label
+    from .scenes import SceneSession
+
     _check_output(out, args.overwrite, image_path)
     if out.suffix.lower() not in (".png", ".tif", ".tiff"):
-        raise GLNetError(f"output {out} must end in .png, .tif or .tiff")
+        raise GLNetError(f"output {out} must end in .png, .tif, .tiff or .zarr")
     logits_path = Path(args.logits) if args.logits else None
     if logits_path is not None:
         _check_output(logits_path, args.overwrite, image_path)
         if logits_path.suffix != ".npy":
             raise GLNetError(f"--logits {logits_path} must end in .npy")
     region = _parse_region(args.region)
-    image = read_image(image_path)
+    image = _read_level0(image_path)
     seg = _segmenter(args)
-    session = seg.open(image)
-    _run_with_progress(session, region, f"{seg.mode} {image_path.name}")
-    result = session.result(region)
+    scenes = SceneSession(seg, image, args.scene_size, args.overlap)
+    if len(scenes.grid) == 1:  # the core engine on the whole image (global mode: --logits are the global map)
+        session = seg.open(np.asarray(image))
+        _run_with_progress(session.run(region), f"{seg.mode} {image_path.name}")
+        result = session.result(region)
+    else:
+        log.info("%dx%d image: %d scenes of %d px", *scenes.shape, len(scenes.grid), scenes.grid.scene)
+        _run_with_progress((p for _, p in scenes.run(region)), f"{seg.mode} {image_path.name}")
+        result = scenes.result(region)
     write_label(out, result.labels, seg.checkpoint.classes, color=args.color)
     if logits_path is not None:
         with atomic_write(logits_path) as f:
             np.save(f, result.logits.astype(np.float32, copy=False))
     print(f"wrote {out} ({result.labels.shape[1]}x{result.labels.shape[0]}, {seg.mode}, {seg.device.type})")
+    return 0
+
+
+def _read_level0(path: Path):
+    from .readers import open_image
+
+    return open_image(path).levels[0]
+
+
+def _segment_to_zarr(args, image_path: Path, out: Path) -> int:
+    from tqdm import tqdm
+
+    from .stream import ModelSpec, segment_to_store
+
+    if args.logits or args.color or args.region:
+        raise GLNetError("--logits, --color and --region apply to .png/.tif output, not to a .zarr label store")
+    spec = ModelSpec(
+        args.weights, args.mode, args.global_weights, args.device, args.precision,
+        args.batch_size, args.size_g, args.size_p, args.threads,
+    )  # fmt: skip
+    with tqdm(desc=f"segment {image_path.name}", unit="scene", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        store = segment_to_store(
+            spec, image_path, out, scene_size=args.scene_size, overlap=args.overlap, resume=args.resume,
+            overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=progress,
+        )  # fmt: skip
+    print(f"wrote {out}/labels/{store.name} ({store.shape[1]}x{store.shape[0]}, {len(store.levels)} levels)")
     return 0
 
 
@@ -218,7 +269,7 @@ def cmd_evaluate(args) -> int:
                 if not mask_path.exists():
                     raise GLNetError(f"{img_path.name} has no ground truth {mask_path.name}")
                 session = seg.open(read_image(img_path))
-                _run_with_progress(session, None, img_path.name)
+                _run_with_progress(session.run(None), img_path.name)
                 yield session.result().labels, read_label(mask_path, table), mask_path
 
         masks = run()

@@ -80,6 +80,55 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@dataclass
+class PatchResults:
+    """Per-patch 1/4-scale logits of an image and how they compose into a
+    full-resolution result: nearest upsampling to the patch, mean where
+    patches overlap, argmax of the sum (the reference's arithmetic).
+
+    Plain arrays only, so it pickles (dask workers return it) and saves."""
+
+    size: tuple[int, int]  # image height, width (unpadded)
+    origins: list[tuple[int, int]]  # top-left of each patch
+    patch: tuple[int, int]  # patch height, width (global mode: the padded image)
+    logits: np.ndarray  # float32 (n, C, h, w), one per origin
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[1]
+
+    def covers(self, region: Region) -> bool:
+        top, left, bottom, right = region
+        ph, pw = self.patch
+        covered = np.zeros((bottom - top, right - left), bool)
+        for t, l in self.origins:
+            y0, y1, x0, x1 = max(t, top), min(t + ph, bottom), max(l, left), min(l + pw, right)
+            if y0 < y1 and x0 < x1:
+                covered[y0 - top : y1 - top, x0 - left : x1 - left] = True
+        return bool(covered.all())
+
+    def result(self, region: Region) -> Segmentation:
+        top, left, bottom, right = region
+        ph, pw = self.patch
+        rows_of = _nearest_index(self.logits.shape[2], ph)
+        cols_of = _nearest_index(self.logits.shape[3], pw)
+        canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
+        count = np.zeros((bottom - top, right - left), np.float32)
+        for (t, l), logits in zip(self.origins, self.logits):
+            y0, y1 = max(t, top), min(t + ph, bottom)
+            x0, x1 = max(l, left), min(l + pw, right)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
+            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
+            count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
+        if not count.all():
+            raise GLNetError(f"region {region} is not covered by the computed patches")
+        labels = canvas.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
+        canvas /= count
+        return Segmentation(region, canvas, labels)
+
+
 class Segmenter:
     """A loaded checkpoint placed on a device, ready to segment images.
 
@@ -272,29 +321,49 @@ class ImageSession:
 
     def result(self, region: Region | None = None) -> Segmentation:
         """Mean logits and labels inside ``region`` (run() must have finished)."""
-        top, left, bottom, right = box = self._clip(region)
+        box = self._clip(region)
         if self.seg.mode == "global":
+            top, left, bottom, right = box
             g = self.global_logits()
             rows = _nearest_index(g.shape[1], self.padded_size[0])[top:bottom]
             cols = _nearest_index(g.shape[2], self.padded_size[1])[left:right]
             labels = g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(rows, cols)]
             return Segmentation(box, g.numpy(), labels)
-        missing = [i for i in self.patches_for(region) if i not in self._local_part]
-        if missing or (self.seg.mode == "local2global" and self._refined is None):
+        needed = self.patches_for(region)
+        if any(i not in self._local_part for i in needed) or (self.seg.mode == "local2global" and self._refined is None):
             raise GLNetError("the region has not been computed yet: iterate run(region) to the end first")
+        return self._patch_results(needed).result(box)
+
+    @property
+    def complete(self) -> bool:
+        """Every patch (and local2global's refined global pass) is done."""
+        if self.seg.mode == "global":
+            return self._global_logits is not None
+        done = len(self._local_part) == len(self.origins)
+        return done and (self.seg.mode != "local2global" or self._refined is not None)
+
+    def region_results(self, region: Region) -> "PatchResults":
+        """The patches ``region`` needs, as a compact value (run(region) must have finished)."""
+        if self.seg.mode == "global":
+            return self.finished()
+        return self._patch_results(self.patches_for(region))
+
+    def _patch_results(self, indices: list[int]) -> "PatchResults":
         p = self.seg.size_p
-        canvas = torch.zeros(self.num_classes, bottom - top, right - left)
-        for i in self.patches_for(region):
-            t, l = self.origins[i]
-            logits = self._patch_logits(i)
-            up = logits[:, _nearest_index(logits.shape[1], p)][:, :, _nearest_index(logits.shape[2], p)]
-            y0, y1 = max(t, top), min(t + p, bottom)
-            x0, x1 = max(l, left), min(l + p, right)
-            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up[:, y0 - t : y1 - t, x0 - l : x1 - l]
-        labels = canvas.argmax(0).numpy().astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
-        count = np.outer(self.grid.coverage(0, top, bottom), self.grid.coverage(1, left, right))
-        canvas /= torch.from_numpy(count).float()
-        return Segmentation(box, canvas.numpy(), labels)
+        logits = torch.stack([self._patch_logits(i) for i in indices]).numpy()
+        return PatchResults((self.height, self.width), [self.origins[i] for i in indices], (p, p), logits)
+
+    def finished(self) -> "PatchResults":
+        """The whole image's results as a compact value (C x size_p/4 squared
+        per patch): what a caller keeps, ships or stores after run() ends,
+        instead of the session with its model, image and global maps."""
+        if self.seg.mode == "global":
+            g = self.global_logits().numpy()[None]
+            return PatchResults((self.height, self.width), [(0, 0)], self.padded_size, g)
+        missing = [i for i in range(len(self.origins)) if i not in self._local_part]
+        if missing or (self.seg.mode == "local2global" and self._refined is None):
+            raise GLNetError("the image has not been computed yet: iterate run() to the end first")
+        return self._patch_results(list(range(len(self.origins))))
 
     @property
     def num_classes(self) -> int:
