@@ -48,15 +48,29 @@ def levels(store: LabelStore) -> list[np.ndarray]:
 
 def test_streamed_labels_equal_the_in_memory_scenes(checkpoint, big_tiff, tmp_path):
     path, image = big_tiff
-    store = segment_to_store(spec(checkpoint), path, tmp_path / "out.zarr", overlap=OVERLAP, chunk=CHUNK)
+    out = tmp_path / "out.zarr"
+    store = segment_to_store(spec(checkpoint), path, out, overlap=OVERLAP, chunk=CHUNK, review=True)
     seg = Segmenter(load_checkpoint(checkpoint), "cpu", batch_size=3)
     session = SceneSession(seg, image, SCENE, OVERLAP)
     for _ in session.run():
         pass
-    expected = session.result().labels
+    expected = session.result()
     assert len(session.grid) == 4
-    np.testing.assert_array_equal(store.read(), expected)
+    np.testing.assert_array_equal(store.read(), expected.labels)
     assert store.attrs["complete"] is True
+
+    # review outputs: confidence = max softmax, probabilities = 8 x 8 means of the softmax
+    import zarr
+
+    e = np.exp(expected.logits - expected.logits.max(0))
+    p = e / e.sum(0)
+    root = zarr.open_group(out, mode="r")
+    conf = np.asarray(root["confidence"][...])
+    assert np.abs(conf.astype(int) - np.rint(p.max(0) * 255)).max() <= 1
+    probs = np.asarray(root["probabilities"][...], np.float32)
+    assert probs.shape == (5, 45, 42)
+    np.testing.assert_allclose(probs[:, 3, 4], p[:, 24:32, 32:40].mean((1, 2)), atol=2e-3)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=5e-3)
 
 
 def test_an_interrupted_run_resumes_to_identical_bytes(checkpoint, big_tiff, tmp_path):

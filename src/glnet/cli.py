@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     big.add_argument("--resume", action="store_true", help=".zarr output: continue an interrupted run")
     big.add_argument("--workers", type=int, default=0, help=".zarr output: scenes on a local dask cluster of N processes")
     big.add_argument("--scheduler", metavar="ADDRESS", help=".zarr output: scenes on an existing dask cluster (tcp://host:8786)")
+    big.add_argument(
+        "--review", action="store_true",
+        help=".zarr output: also write per-pixel confidence (max softmax, uint8) and 1/8-scale class probabilities",
+    )  # fmt: skip
     _add_model_args(seg)
 
     ev = sub.add_parser(
@@ -207,6 +211,7 @@ def _segment_to_zarr(args, image_path: Path, out: Path) -> int:
         store = segment_to_store(
             spec, image_path, out, scene_size=args.scene_size, overlap=args.overlap, resume=args.resume,
             overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=progress,
+            review=args.review,
         )  # fmt: skip
     print(f"wrote {out}/labels/{store.name} ({store.shape[1]}x{store.shape[0]}, {len(store.levels)} levels)")
     return 0

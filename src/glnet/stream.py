@@ -35,6 +35,7 @@ from .scenes import SceneGrid, SceneSession, blend, intersect, shift
 log = logging.getLogger(__name__)
 
 BLOCK_CHUNKS = 2  # an output block is 2 x 2 store chunks
+PROBABILITY_STEP = 8  # the class-probability map is 1/8 of level 0 per side
 
 
 @dataclass(frozen=True)
@@ -160,12 +161,16 @@ def segment_to_store(
     workers: int = 0,
     scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    review: bool = False,
 ) -> LabelStore:
     """Segment ``image_path`` into the OME-Zarr label store ``out``.
 
     ``workers`` > 0 starts a local dask cluster of that many processes;
     ``scheduler`` is the address of an existing one.  ``progress(done,
-    total)`` counts scenes."""
+    total)`` counts scenes.  ``review`` also writes, for reviewing the
+    result, ``confidence`` (max softmax x 255, uint8, level-0 size) and
+    ``probabilities`` (class probabilities averaged over 8 x 8 px, float16,
+    C x H/8 x W/8) beside the labels."""
     image_path, out = str(image_path), Path(out)
     image = open_level0(image_path)
     shape = (int(image.shape[0]), int(image.shape[1]))
@@ -180,8 +185,10 @@ def segment_to_store(
         "scene_size": grid.scene,
         "overlap": grid.overlap,
         "chunk": chunk,
+        "review": review,
     }
     store = _open_output(out, name, shape, seg, run, chunk, resume, overwrite)
+    review_arrays = _review_arrays(out, shape, len(seg.checkpoint.classes), chunk) if review else None
     block = chunk * BLOCK_CHUNKS
     blocks = _blocks(shape, block)
     written = {tuple(b) for b in store.attrs.get("blocks_done", [])}
@@ -201,8 +208,7 @@ def segment_to_store(
         done += 1
         ready = [b for b in pending if all(i in saved for i in grid.covering(b))]
         for b in ready:
-            labels = _block_result(grid, scenes, b).labels
-            store.write(b, labels, edit=False)
+            _write_block(store, review_arrays, b, _block_result(grid, scenes, b))
             written.add(b)
         pending = [b for b in pending if b not in written]
         if ready:
@@ -215,12 +221,45 @@ def segment_to_store(
             progress(done, total)
     if pending:  # every needed scene was saved before: the blocks are only left to write
         for b in pending:
-            store.write(b, _block_result(grid, scenes, b).labels, edit=False)
+            _write_block(store, review_arrays, b, _block_result(grid, scenes, b))
             written.add(b)
         store.update_attrs(blocks_done=sorted(list(b) for b in written))
     store.update_attrs(complete=True)
     shutil.rmtree(out / ".glnet" / f"run-{name}", ignore_errors=True)
     return store
+
+
+def _review_arrays(out: Path, shape: tuple[int, int], num_classes: int, chunk: int):
+    import zarr
+
+    root = zarr.open_group(out, mode="r+")
+    if "confidence" not in root:
+        h, w = shape
+        s = PROBABILITY_STEP
+        root.create_array("confidence", shape=shape, chunks=(chunk, chunk), dtype="uint8", fill_value=0,
+                          dimension_names=["y", "x"])  # fmt: skip
+        root.create_array("probabilities", shape=(num_classes, -(-h // s), -(-w // s)), chunks=(num_classes, chunk, chunk),
+                          dtype="float16", fill_value=0, dimension_names=["c", "y", "x"])  # fmt: skip
+    return root["confidence"], root["probabilities"]
+
+
+def _write_block(store: LabelStore, review_arrays, block: Region, result: Segmentation) -> None:
+    store.write(block, result.labels, edit=False)
+    if review_arrays is None:
+        return
+    confidence, probabilities = review_arrays
+    z = result.logits - result.logits.max(0, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(0, keepdims=True)
+    t, l, b, r = block
+    confidence[t:b, l:r] = np.rint(p.max(0) * 255).astype(np.uint8)
+    s = PROBABILITY_STEP  # blocks start on multiples of s; the image edge may cut the last cell short
+    c, h, w = p.shape
+    ph, pw = -(-h // s), -(-w // s)
+    padded = np.full((c, ph * s, pw * s), np.nan, np.float32)
+    padded[:, :h, :w] = p
+    cells = np.nanmean(padded.reshape(c, ph, s, pw, s), axis=(2, 4))
+    probabilities[:, t // s : t // s + ph, l // s : l // s + pw] = cells.astype(np.float16)
 
 
 def _scene_failed(grid: SceneGrid, index: int, error: BaseException) -> GLNetError:
