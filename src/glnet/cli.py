@@ -18,7 +18,7 @@ log = logging.getLogger("glnet")
 
 # Modules with ``add_parser(subparsers)``: each adds its subcommand and sets
 # ``func`` (a function of the parsed args returning an exit code).
-_COMMAND_MODULES: tuple[str, ...] = ("pyramid", "export")
+_COMMAND_MODULES: tuple[str, ...] = ("pyramid", "export", "train.cli")
 
 SEGMENT_EXAMPLES = """examples:
   # the authors' DeepGlobe local2global (their two files)

@@ -1,0 +1,418 @@
+"""The training loop: model initialisation per stage, Adam with a poly
+schedule, validation mIoU each epoch, best/last checkpoints and resuming.
+
+Files written for ``output`` = ``model.pt``:
+
+* ``model.pt``: the best checkpoint by validation mIoU (the last one when
+  there is no validation set), in our checkpoint format, ready to segment;
+* ``model.last.pt``: the last epoch's checkpoint plus the training state
+  (optimiser, schedule, epoch, RNG) in ``extra["train_state"]``: what
+  ``resume`` continues from, giving the same weights as an uninterrupted run;
+* ``model.log.csv``: one row per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
+from ..classes import DEEPGLOBE, ClassTable
+from ..errors import GLNetError
+from ..export import read_export
+from ..metrics import ConfusionMatrix
+from ..model import MODES, GLNet, GLNetConfig
+from ..model.resnet import BACKBONES
+from ..runtime import autocast, resolve_device
+from .data import SegmentationData, prepare, split_entries
+from .steps import freeze, set_train_mode, train_step, trained_parts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LR = {
+    "global": 5e-5,
+    "global2local": 2e-5,
+    "local2global": 5e-5,
+}  # the authors' scripts
+WEIGHT_DECAY = 5e-4
+POLY_POWER = 0.9
+# called after every batch with (epoch, batches done, batches in the epoch, loss)
+BatchCallback = Callable[[int, int, int, float], None]
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    mode: str
+    output: Path
+    init_from: Path | None = (
+        None  # global2local: a global checkpoint; local2global: a global2local one
+    )
+    global_from: Path | None = (
+        None  # local2global: the global checkpoint (fixed first pass)
+    )
+    epochs: int = 1
+    batch_size: int = 6
+    sub_batch_size: int = 6
+    lr: float | None = None  # None: the authors' value for the mode
+    size_g: int = 508
+    size_p: int = 508
+    backbone: str | None = None  # None: resnet50, or the --from checkpoint's
+    fpn_width: int | None = None  # None: 256, or the --from checkpoint's
+    val: Path | None = None
+    val_fraction: float = 0.2
+    precision: str = "fp32"
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    classes: ClassTable | None = None  # None: DeepGlobe, or the --from checkpoint's
+    exclude: tuple[int, ...] = (
+        0,
+    )  # classes left out of the validation mIoU (DeepGlobe: unknown)
+
+
+def sibling(output: Path, tag: str) -> Path:
+    """model.pt -> model.<tag>.pt (the last checkpoint, the CSV log)."""
+    suffix = ".csv" if tag == "log" else output.suffix
+    return output.with_name(f"{output.stem}.{tag}{suffix}")
+
+
+def _check(config: TrainConfig) -> None:
+    if config.mode not in MODES:
+        raise GLNetError(f"unknown mode {config.mode!r}: use one of {', '.join(MODES)}")
+    if config.mode != "global" and config.init_from is None:
+        need = "a global" if config.mode == "global2local" else "a global2local"
+        raise GLNetError(
+            f"{config.mode} training starts from {need} checkpoint: pass --from"
+        )
+    if config.mode == "local2global" and config.global_from is None:
+        raise GLNetError(
+            "local2global training needs the global checkpoint for its fixed first pass: pass --global-from"
+        )
+    for name in ("epochs", "batch_size", "sub_batch_size"):
+        if getattr(config, name) < 1:
+            raise GLNetError(
+                f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}"
+            )
+    for name in ("size_g", "size_p"):
+        value = getattr(config, name)
+        if value < 32 or value % 4:
+            raise GLNetError(
+                f"{name.replace('_', '-')} must be a multiple of 4 and at least 32, got {value}"
+            )
+    if config.backbone is not None and config.backbone not in BACKBONES:
+        raise GLNetError(
+            f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}"
+        )
+
+
+def _load(path: Path, mode: str) -> GLNetCheckpoint:
+    ckpt = load_checkpoint(path)
+    if ckpt.mode != mode:
+        raise GLNetError(
+            f"{path} is a {ckpt.mode} checkpoint; a {mode} one is needed here"
+        )
+    return ckpt
+
+
+def _reinit_ext(model: GLNet, seed: int) -> None:
+    """local2global's ``_ext`` layers start from the authors' random init
+    (normal std 0.01, zero bias), seeded so runs repeat."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in model.fpn_global.named_children():
+            if name.endswith("_ext") or name == "smooth":
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.01)
+                m.bias.zero_()
+
+
+def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
+    """The stage's starting model: random (global), the global branch of a
+    global checkpoint (global2local), or a global2local checkpoint with fresh
+    ``_ext`` layers plus the fixed global model (local2global)."""
+    torch.manual_seed(config.seed)
+    if config.mode == "global":
+        classes = config.classes or DEEPGLOBE
+        cfg = GLNetConfig(
+            len(classes), config.backbone or "resnet50", config.fpn_width or 256
+        )
+        return GLNetCheckpoint(
+            "global",
+            GLNet(cfg, global_only=True),
+            classes,
+            size_g=config.size_g,
+            size_p=config.size_p,
+        )
+    src = _load(
+        config.init_from, "global" if config.mode == "global2local" else "global2local"
+    )
+    cfg = src.config
+    for name in ("backbone", "fpn_width"):
+        asked = getattr(config, name)
+        if asked is not None and asked != getattr(cfg, name):
+            raise GLNetError(
+                f"--{name.replace('_', '-')} {asked} differs from {config.init_from}'s {getattr(cfg, name)}"
+            )
+    if config.classes is not None and config.classes != src.classes:
+        raise GLNetError(
+            f"the class table differs from {config.init_from}'s (changing classes is not supported yet)"
+        )
+    if config.mode == "global2local":
+        model = GLNet(cfg)
+        for name in ("resnet_global", "fpn_global"):
+            missing, _ = getattr(model, name).load_state_dict(
+                getattr(src.model, name).state_dict(), strict=False
+            )
+            if any("_ext" not in k and not k.startswith("smooth.") for k in missing):
+                raise GLNetError(
+                    f"{config.init_from}: global branch incomplete ({missing[:3]})"
+                )
+        return GLNetCheckpoint(
+            "global2local",
+            model,
+            src.classes,
+            size_g=config.size_g,
+            size_p=config.size_p,
+        )
+    model = src.model
+    _reinit_ext(model, config.seed)
+    fixed = _load(config.global_from, "global")
+    if fixed.config.num_classes != cfg.num_classes:
+        raise GLNetError(
+            f"{config.global_from} predicts {fixed.config.num_classes} classes, {config.init_from} {cfg.num_classes}"
+        )
+    return GLNetCheckpoint(
+        "local2global",
+        model,
+        src.classes,
+        freeze(fixed.model),
+        size_g=config.size_g,
+        size_p=config.size_p,
+    )
+
+
+def _optimizer(model: GLNet, mode: str, lr: float) -> torch.optim.Adam:
+    params = [
+        p for name in trained_parts(mode) for p in getattr(model, name).parameters()
+    ]
+    return torch.optim.Adam(params, lr=lr, weight_decay=WEIGHT_DECAY)
+
+
+def _poly(total_steps: int) -> Callable[[int], float]:
+    return lambda step: max(0.0, 1.0 - step / total_steps) ** POLY_POWER
+
+
+def validate(
+    ckpt: GLNetCheckpoint,
+    data: SegmentationData,
+    device: str,
+    precision: str,
+    exclude: tuple[int, ...],
+) -> float:
+    """Validation mIoU with the inference engine, on a copy of the model
+    (the Segmenter folds BatchNorm into its models)."""
+    from ..engine import Segmenter
+
+    seg = Segmenter(
+        copy.deepcopy(ckpt), device=device, precision=precision, batch_size=6
+    )
+    cm = ConfusionMatrix(ckpt.config.num_classes)
+    for i in range(len(data)):
+        image, labels = data.read(i)
+        cm.update(labels, seg.segment(image).labels)
+    return cm.scores(
+        exclude=[c for c in exclude if c < ckpt.config.num_classes]
+    ).mean_iou
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fingerprint(config: TrainConfig) -> dict:
+    """Settings a resumed run must share with the interrupted one."""
+    keys = (
+        "mode",
+        "epochs",
+        "batch_size",
+        "sub_batch_size",
+        "lr",
+        "size_g",
+        "size_p",
+        "seed",
+        "val_fraction",
+    )
+    return {k: v for k, v in asdict(config).items() if k in keys}
+
+
+def _write_log(path: Path, row: dict, epoch: int) -> None:
+    """Append this epoch's row, dropping rows of later epochs left by an interrupted run."""
+    rows = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    rows.append(row)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
+    """Train one stage; returns the path of the best checkpoint."""
+    _check(config)
+    config.lr = config.lr if config.lr is not None else DEFAULT_LR[config.mode]
+    device = resolve_device(config.device)
+    autocast(device, config.precision)  # validates the name
+    output, last_path, log_path = (
+        Path(config.output),
+        sibling(Path(config.output), "last"),
+        sibling(Path(config.output), "log"),
+    )
+
+    entries = read_export(config.data)
+    val_entries = (
+        [(i, m, "val") for i, m, _ in read_export(config.val)] if config.val else []
+    )
+    train_entries, split_val = split_entries(
+        entries, 0.0 if config.val else config.val_fraction, config.seed
+    )
+    val_entries = val_entries or split_val
+    state = None
+    if config.resume:
+        if not last_path.is_file():
+            raise GLNetError(f"--resume: {last_path} not found (nothing to resume)")
+        ckpt = load_checkpoint(last_path)
+        state = ckpt.extra.get("train_state")
+        if state is None:
+            raise GLNetError(f"{last_path} holds no training state")
+        if state["config"] != _fingerprint(config):
+            raise GLNetError(
+                f"--resume: settings differ from the interrupted run's: {state['config']}"
+            )
+        if ckpt.global_model is not None:
+            freeze(ckpt.global_model)
+    else:
+        ckpt = initial_checkpoint(config)
+    train_data = SegmentationData(train_entries, ckpt.classes, seed=config.seed)
+    val_data = (
+        SegmentationData(val_entries, ckpt.classes, augment=False)
+        if val_entries
+        else None
+    )
+    ckpt.scene_size = max(max(train_data.read(0)[0].shape[:2]), config.size_p)
+    ckpt.size_g, ckpt.size_p = config.size_g, config.size_p
+
+    model = ckpt.model.to(device)
+    global_model = (
+        ckpt.global_model.to(device) if ckpt.global_model is not None else None
+    )
+    set_train_mode(model, config.mode)
+    optimizer = _optimizer(model, config.mode, config.lr)
+    steps_per_epoch = -(-len(train_data) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _poly(config.epochs * steps_per_epoch)
+    )
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=config.precision == "fp16" and device.type == "cuda"
+    )
+    start_epoch, best = 0, float("-inf")
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        log.info("resuming %s after epoch %d", last_path, state["epoch"])
+
+    def backward(loss: torch.Tensor, retain_graph: bool) -> None:
+        scaler.scale(loss).backward(retain_graph=retain_graph)
+
+    for epoch in range(start_epoch, config.epochs):
+        t0, losses = time.perf_counter(), []
+        batches = train_data.batches(epoch, config.batch_size)
+        lr = optimizer.param_groups[0]["lr"]
+        for b, indices in enumerate(batches):
+            images = [
+                prepare(
+                    *train_data.sample(i, epoch), config.size_g, config.size_p, device
+                )
+                for i in indices
+            ]
+            loss = train_step(
+                config.mode,
+                model,
+                images,
+                config.sub_batch_size,
+                global_model,
+                config.precision,
+                backward,
+            )
+            if not np.isfinite(loss):
+                raise GLNetError(
+                    f"the loss became {loss} in epoch {epoch + 1}: lower --lr or use --precision fp32"
+                )
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            losses.append(loss)
+            if on_batch is not None:
+                on_batch(epoch, b + 1, len(batches), loss)
+        model.eval()
+        miou = (
+            validate(ckpt, val_data, config.device, config.precision, config.exclude)
+            if val_data
+            else float("nan")
+        )
+        set_train_mode(model, config.mode)
+        improved = val_data is None or (np.isfinite(miou) and miou > best)
+        if improved:
+            best = miou if val_data else best
+        ckpt.extra = {
+            "epoch": epoch + 1,
+            "val_miou": miou,
+            "train_loss": float(np.mean(losses)),
+            "lr": config.lr,
+        }
+        if improved:
+            save_checkpoint(ckpt, output)
+        ckpt.extra = {**ckpt.extra, "train_state": {
+            "epoch": epoch, "best": best, "config": _fingerprint(config), "rng": _rng_state(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+        }}  # fmt: skip
+        save_checkpoint(ckpt, last_path)
+        row = {"epoch": epoch + 1, "lr": f"{lr:.4g}", "train_loss": f"{np.mean(losses):.6f}",
+               "val_miou": f"{miou:.6f}", "best": int(improved), "seconds": f"{time.perf_counter() - t0:.1f}"}  # fmt: skip
+        _write_log(log_path, row, epoch + 1)
+        log.info(
+            "epoch %d/%d loss %.4f val mIoU %.4f",
+            epoch + 1,
+            config.epochs,
+            np.mean(losses),
+            miou,
+        )
+    if not output.is_file():  # resumed after the last epoch, or never improved
+        ckpt.extra = {k: v for k, v in ckpt.extra.items() if k != "train_state"}
+        save_checkpoint(ckpt, output)
+    return output
+
+
+__all__ = ["DEFAULT_LR", "TrainConfig", "initial_checkpoint", "train", "validate"]

@@ -1,0 +1,202 @@
+"""One optimisation step's forward and backward passes, per training mode.
+
+Each function runs the forward and backward passes of one batch of images
+and leaves the gradients accumulated in the parameters; the caller owns the
+optimiser step.  Patches go through in sub-batches with a backward pass each
+(gradient accumulation), so memory is bounded by the sub-batch, not by the
+number of patches in an image.  Sub-batch losses are summed, not averaged,
+as in the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..model import GLNet
+from ..model.fpn import Features
+from ..model.fusion import LocalMerger, crop, crop_features
+from ..runtime import autocast
+from .data import PreparedImage
+from .losses import FM_REG_WEIGHT, fm_regularisation, focal_loss
+
+GLOBAL_PARTS = ("resnet_global", "fpn_global")
+LOCAL_PARTS = ("resnet_local", "fpn_local")
+Backward = Callable[[Tensor, bool], None]  # (loss, retain_graph)
+
+
+def trained_parts(mode: str) -> tuple[str, ...]:
+    """The submodules a stage trains; the other branch is frozen."""
+    if mode == "global":
+        return GLOBAL_PARTS
+    if mode == "global2local":
+        return (*LOCAL_PARTS, "ensemble_conv")
+    return (*GLOBAL_PARTS, "ensemble_conv")
+
+
+def set_train_mode(model: GLNet, mode: str) -> None:
+    """Trained parts in train mode with gradients; everything else frozen in
+    eval mode (its BatchNorm statistics stay fixed, as the reference's)."""
+    parts = trained_parts(mode)
+    model.eval()
+    for name, module in model.named_children():
+        trained = name in parts
+        module.train(trained)
+        module.requires_grad_(trained)
+
+
+def _default_backward(loss: Tensor, retain_graph: bool) -> None:
+    loss.backward(retain_graph=retain_graph)
+
+
+def global_step(
+    model: GLNet,
+    images: list[PreparedImage],
+    precision: str = "fp32",
+    backward: Backward = _default_backward,
+) -> float:
+    """Stage 1: focal loss of the global logits over the whole batch at once."""
+    image_g = torch.cat([im.image_g for im in images])
+    with autocast(image_g.device, precision):
+        logits = model.global_logits(model.global_context(image_g))
+    loss = focal_loss(logits, torch.cat([im.labels_g for im in images]))
+    backward(loss, False)
+    return float(loss.detach())
+
+
+def global2local_step(
+    model: GLNet,
+    images: list[PreparedImage],
+    sub_batch_size: int,
+    precision: str = "fp32",
+    backward: Backward = _default_backward,
+) -> float:
+    """Stage 2: per patch sub-batch, focal(local) + focal(ensemble) + 0.15 * MSE(local ps3, global ps3 crop).
+
+    The frozen global branch runs once per image without gradients."""
+    losses = []
+    for im in images:
+        device = im.image_g.device
+        with torch.no_grad(), autocast(device, precision):
+            ctx = model.global_context(im.image_g)
+        for start in range(0, len(im.origins), sub_batch_size):
+            origins = im.origins[start : start + sub_batch_size]
+            patches, labels = im.patches(start, start + len(origins), device)
+            with autocast(device, precision):
+                crops = crop_features(ctx.features, im.size, origins, im.size_p)
+                _, ps3, local_logits = model.fpn_local(
+                    model.resnet_local(patches), crops
+                )
+                ps3_crop = crop(ctx.ps3, im.size, origins, im.size_p)
+                ens_logits = model.ensemble(ps3, ps3_crop)
+            loss = focal_loss(local_logits, labels) + focal_loss(ens_logits, labels)
+            loss = loss + FM_REG_WEIGHT * fm_regularisation(ps3, ps3_crop)
+            backward(loss, False)
+            losses.append(float(loss.detach()))
+    return sum(losses) / len(losses)
+
+
+def _collect_local(
+    model: GLNet,
+    global_model: GLNet,
+    im: PreparedImage,
+    sub_batch_size: int,
+    precision: str,
+) -> tuple[Features, list[Tensor]]:
+    """Local2global's first pass, without gradients: the fixed global model's
+    features, the frozen local branch on every patch, its maps merged to
+    global size, and each sub-batch's local ps3 (kept for the ensemble)."""
+    device = im.image_g.device
+    ps3s = []
+    with torch.no_grad(), autocast(device, precision):
+        ctx = global_model.global_context(im.image_g)
+        merger = LocalMerger(ctx.features, im.size, im.origins, im.size_p)
+        for start in range(0, len(im.origins), sub_batch_size):
+            origins = im.origins[start : start + sub_batch_size]
+            patches, _ = im.patches(start, start + len(origins), device)
+            crops = crop_features(ctx.features, im.size, origins, im.size_p)
+            local, ps3, _ = model.fpn_local(model.resnet_local(patches), crops)
+            merger.add(local, origins)
+            ps3s.append(ps3)
+    return merger.result(), ps3s
+
+
+def local2global_step(
+    model: GLNet,
+    global_model: GLNet,
+    images: list[PreparedImage],
+    sub_batch_size: int,
+    precision: str = "fp32",
+    backward: Backward = _default_backward,
+) -> float:
+    """Stage 3: focal loss of the refined global logits (whole batch), then
+    per patch sub-batch focal(ensemble of the stored local ps3 with the crop
+    of the refined global ps3).  No MSE term."""
+    merged, ps3s = zip(
+        *(
+            _collect_local(model, global_model, im, sub_batch_size, precision)
+            for im in images
+        )
+    )
+    device = images[0].image_g.device
+    image_g = torch.cat([im.image_g for im in images])
+    batch = Features.from_maps(
+        [torch.cat(maps) for maps in zip(*(m.maps() for m in merged))]
+    )
+    with autocast(device, precision):
+        refined = model.refine_global(image_g, batch)
+        logits = model.global_logits(refined)
+    loss = focal_loss(logits, torch.cat([im.labels_g for im in images]))
+    backward(loss, True)  # the ensembles backpropagate through the refined pass again
+    n_sub = sum(len(ps3) for ps3 in ps3s)
+    losses = [float(loss.detach())]
+    for i, im in enumerate(images):
+        for k, start in enumerate(range(0, len(im.origins), sub_batch_size)):
+            origins = im.origins[start : start + sub_batch_size]
+            _, labels = im.patches(start, start + len(origins), device)
+            with autocast(device, precision):
+                ps3_crop = crop(refined.ps3[i : i + 1], im.size, origins, im.size_p)
+                ens_logits = model.ensemble(ps3s[i][k], ps3_crop)
+            loss = focal_loss(ens_logits, labels)
+            backward(loss, len(losses) < n_sub)  # the last one frees the graph
+            losses.append(float(loss.detach()))
+    return sum(losses) / len(losses)
+
+
+def train_step(
+    mode: str,
+    model: GLNet,
+    images: list[PreparedImage],
+    sub_batch_size: int = 6,
+    global_model: GLNet | None = None,
+    precision: str = "fp32",
+    backward: Backward = _default_backward,
+) -> float:
+    """Forward and backward passes of one batch for ``mode``; returns the mean loss."""
+    if mode == "global":
+        return global_step(model, images, precision, backward)
+    if mode == "global2local":
+        return global2local_step(model, images, sub_batch_size, precision, backward)
+    if global_model is None:
+        raise ValueError("local2global needs the fixed global model")
+    return local2global_step(
+        model, global_model, images, sub_batch_size, precision, backward
+    )
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and no gradients: for the fixed global model of local2global."""
+    return model.eval().requires_grad_(False)
+
+
+__all__ = [
+    "freeze",
+    "global2local_step",
+    "global_step",
+    "local2global_step",
+    "set_train_mode",
+    "train_step",
+    "trained_parts",
+]
