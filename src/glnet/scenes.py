@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -69,15 +70,16 @@ class SceneGrid:
         if not 0 <= self.overlap <= self.scene // 2:
             raise GLNetError(f"scene overlap must be between 0 and half the scene ({self.scene // 2} px), got {self.overlap}")
 
-    @property
+    # cached: the streaming writer asks for the covering scenes of every block after every scene
+    @cached_property
     def rows(self) -> list[int]:
         return scene_origins(self.height, self.scene, self.overlap)
 
-    @property
+    @cached_property
     def cols(self) -> list[int]:
         return scene_origins(self.width, self.scene, self.overlap)
 
-    @property
+    @cached_property
     def boxes(self) -> list[Region]:
         rows, cols = self.rows, self.cols
         return [
