@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
-from glnet.classes import ClassTable
+from glnet.classes import DEEPGLOBE, ClassTable
 from glnet.engine import Segmenter
 from glnet.errors import GLNetError
 from glnet.model import GLNet, GLNetConfig
@@ -138,3 +138,20 @@ def test_our_checkpoint_refuses_a_conflicting_mode(tmp_path, tiny_models):
     save_checkpoint(GLNetCheckpoint("global2local", tiny_models[0], ClassTable.default(5)), tmp_path / "g2l.pt")
     with pytest.raises(GLNetError, match="is a global2local checkpoint"):
         load_checkpoint(tmp_path / "g2l.pt", mode="local2global")
+
+
+def test_narrow_backbone_round_trips_and_keeps_torchvision_keys(tmp_path):
+    """A narrow trunk (the CPU demo model's) has the same keys as a full one,
+    and its width is read back from our format and from a bare state_dict."""
+    narrow = seeded_weights(GLNet(GLNetConfig(7, "resnet18", 32, backbone_width=24)), 3)
+    full = GLNet(GLNetConfig(7, "resnet18", 32))
+    assert narrow.state_dict().keys() == full.state_dict().keys()
+    assert narrow.state_dict()["resnet_local.layer4.1.conv2.weight"].shape[0] == 8 * 24
+    save_checkpoint(GLNetCheckpoint("global2local", narrow, DEEPGLOBE), tmp_path / "n.pt")
+    ours = load_checkpoint(tmp_path / "n.pt")
+    bare = load_checkpoint(save_authors_layout(narrow, tmp_path / "n.pth"), mode="global2local")
+    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    for ckpt in (ours, bare):
+        assert ckpt.config.backbone_width == 24
+        seg = Segmenter(ckpt, size_g=64, size_p=64)
+        assert seg.segment(image).labels.shape == (96, 96)

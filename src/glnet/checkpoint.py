@@ -103,13 +103,14 @@ def _infer_config(sd: dict[str, torch.Tensor], path) -> GLNetConfig:
     try:
         num_classes = sd["fpn_global.classify.weight"].shape[0]
         width = sd["fpn_global.toplayer.weight"].shape[0]
+        stem = sd["resnet_global.conv1.weight"].shape[0]
     except KeyError as e:
         raise GLNetError(f"{path} is not a GLNet checkpoint: missing key {e.args[0]}") from None
     bottleneck = "resnet_global.layer1.0.conv3.weight" in sd
     depths = [len({m.group(1) for k in sd if (m := re.match(rf"resnet_global\.layer{i}\.(\d+)\.", k))}) for i in range(1, 5)]
     for name in BACKBONES:
         if _RESNET_DEPTHS[name] == depths and (name in ("resnet50", "resnet101")) == bottleneck:
-            return GLNetConfig(num_classes, name, width)
+            return GLNetConfig(num_classes, name, width, stem)
     raise GLNetError(f"{path}: backbone with blocks {depths} is not one of {', '.join(BACKBONES)}")
 
 
@@ -208,7 +209,7 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         mode = obj["mode"]
         sd = obj["state_dict"]
         table = ClassTable.from_list(obj["classes"])
-        config = GLNetConfig(len(table), obj["backbone"], int(obj["fpn_width"]))
+        config = GLNetConfig(len(table), obj["backbone"], int(obj["fpn_width"]), int(obj.get("backbone_width", 64)))
         inp = obj.get("input", {})
     except KeyError as e:
         raise GLNetError(f"{path}: napari-glnet checkpoint lacks {e.args[0]!r}") from None
@@ -261,6 +262,7 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
         "classes": ckpt.classes.to_list(),
         "backbone": ckpt.config.backbone,
         "fpn_width": ckpt.config.fpn_width,
+        "backbone_width": ckpt.config.backbone_width,
         "size_g": ckpt.size_g,
         "size_p": ckpt.size_p,
         "scene_size": ckpt.scene_size,

@@ -25,6 +25,7 @@ class GLNetConfig:
     num_classes: int
     backbone: str = "resnet50"
     fpn_width: int = 256
+    backbone_width: int = 64  # the ResNet stem's channels: 64 is torchvision's and the authors'
 
 
 @dataclass
@@ -40,12 +41,12 @@ class GLNet(nn.Module):
         super().__init__()
         self.config = config
         c, width = config.num_classes, config.fpn_width
-        self.resnet_global = resnet(config.backbone)
+        self.resnet_global = resnet(config.backbone, config.backbone_width)
         channels = self.resnet_global.channels
         self.fpn_global = GlobalFPN(channels, c, width, with_ext=not global_only)
         self.global_only = global_only
         if not global_only:
-            self.resnet_local = resnet(config.backbone)
+            self.resnet_local = resnet(config.backbone, config.backbone_width)
             self.fpn_local = LocalFPN(channels, c, width)
             self.ensemble_conv = nn.Conv2d(4 * width, c, kernel_size=3, padding=1)
             nn.init.normal_(self.ensemble_conv.weight, std=0.01)

@@ -66,20 +66,26 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A ResNet trunk whose forward returns the outputs of layer1..layer4."""
+    """A ResNet trunk whose forward returns the outputs of layer1..layer4.
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int]):
+    ``width`` is the stem's channel count (torchvision's 64); the layers have
+    width, 2x, 4x and 8x it.  A narrower trunk (e.g. 32) keeps the same keys
+    and depth at a quarter of the weights: what a model shipped in the
+    repository or trained on a CPU needs."""
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], width: int = 64):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        planes = (width, 2 * width, 4 * width, 8 * width)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.channels = tuple(p * block.expansion for p in (64, 128, 256, 512))
+        self.layer1 = self._make_layer(block, planes[0], layers[0])
+        self.layer2 = self._make_layer(block, planes[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2)
+        self.channels = tuple(p * block.expansion for p in planes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -135,13 +141,15 @@ def fold_batchnorm(net: nn.Module) -> None:
                 setattr(module, bn_name, nn.Identity())
 
 
-def resnet(name: str) -> ResNet:
+def resnet(name: str, width: int = 64) -> ResNet:
     """Build a randomly initialised backbone by torchvision name (``resnet50``...)."""
     try:
         block, layers = _CONFIGS[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
-    return ResNet(block, layers)
+    if width < 8 or width % 8:
+        raise ValueError(f"backbone width must be a multiple of 8, got {width}")
+    return ResNet(block, layers, width)
 
 
 

@@ -80,6 +80,11 @@ def add_parser(sub) -> None:
         type=int,
         help="global stage (default 256); later stages: --from's",
     )
+    p.add_argument(
+        "--backbone-width",
+        type=int,
+        help="ResNet stem channels: 64 (torchvision's, default) or narrower, e.g. 32 for CPU-sized models",
+    )
     v = p.add_mutually_exclusive_group()
     v.add_argument("--val", metavar="DIR", help="validation folder")
     v.add_argument(
@@ -112,7 +117,7 @@ def cmd_train(args) -> int:
         data=Path(args.data), mode=args.mode, output=Path(args.output), init_from=path(args.init_from),
         global_from=path(args.global_from), epochs=args.epochs, batch_size=args.batch_size,
         sub_batch_size=args.sub_batch_size, lr=args.lr, size_g=args.size_g, size_p=args.size_p,
-        backbone=args.backbone, fpn_width=args.fpn_width, val=path(args.val), val_fraction=args.val_fraction,
+        backbone=args.backbone, fpn_width=args.fpn_width, backbone_width=args.backbone_width, val=path(args.val), val_fraction=args.val_fraction,
         precision=args.precision, device=args.device, resume=args.resume, seed=args.seed,
     )  # fmt: skip
     with tqdm(desc="train", unit="batch", disable=None, leave=False) as bar:

@@ -67,6 +67,7 @@ class TrainConfig:
     size_p: int = 508
     backbone: str | None = None  # None: resnet50, or the --from checkpoint's
     fpn_width: int | None = None  # None: 256, or the --from checkpoint's
+    backbone_width: int | None = None  # None: 64, or the --from checkpoint's
     val: Path | None = None
     val_fraction: float = 0.2
     precision: str = "fp32"
@@ -142,7 +143,7 @@ def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
     if config.mode == "global":
         classes = config.classes or DEEPGLOBE
         cfg = GLNetConfig(
-            len(classes), config.backbone or "resnet50", config.fpn_width or 256
+            len(classes), config.backbone or "resnet50", config.fpn_width or 256, config.backbone_width or 64
         )
         return GLNetCheckpoint(
             "global",
@@ -155,7 +156,7 @@ def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
         config.init_from, "global" if config.mode == "global2local" else "global2local"
     )
     cfg = src.config
-    for name in ("backbone", "fpn_width"):
+    for name in ("backbone", "fpn_width", "backbone_width"):
         asked = getattr(config, name)
         if asked is not None and asked != getattr(cfg, name):
             raise GLNetError(
