@@ -46,9 +46,12 @@ def run_one(args) -> dict:
     n_patches = 1 if mode == "global" else 36
     cuda = args.device == "cuda"
     if args.impl == "naive":
+        model, fixed = model.to(args.device).eval(), fixed.to(args.device).eval() if fixed is not None else None
         t0 = time.perf_counter()
         with torch.inference_mode():
             scores = evaluate(model, image, mode, global_model=fixed, sub_batch=1)
+        if cuda:
+            torch.cuda.synchronize()
         labels = scores.argmax(0) if mode != "global" else None
     else:
         # preparing the model (BatchNorm folding, channels-last) happens once per run, not per image

@@ -124,12 +124,13 @@ def crop_global(fmap, fracs, ratio):
 def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global_model=None, sub_batch=6):
     """Scores (C, H, W) float64 summed over patches, as the reference's eval_test."""
     H, W = image.shape[:2]
-    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255)  # noqa: E731
+    dev = next(model.parameters()).device  # runs where the model is (CPU or CUDA)
+    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255).to(dev)  # noqa: E731
     img_g = to_t(np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.BILINEAR)))[None]
     with torch.no_grad():
         if mode == "global":
             logits = fpn_global_plain(model.fpn_global, *model.resnet_global(img_g))[0]
-            return logits[0].double().numpy()
+            return logits[0].double().cpu().numpy()
         gnet = global_model if mode == "local2global" else model
         _, gps0, gps1, gps2, gps3 = fpn_global_plain(gnet.fpn_global, *gnet.resnet_global(img_g))
         gc = gnet.resnet_global(img_g)
@@ -155,7 +156,7 @@ def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global
             if mode == "global2local":
                 g3 = up(crop_global(gps3, fr, ratio), ps3.shape[-2:])
                 out = model.ensemble_conv(torch.cat((ps3, g3), 1))
-                predicted[j : j + len(fr)] = F.interpolate(out, size=(size_p, size_p), mode="nearest").numpy()
+                predicted[j : j + len(fr)] = F.interpolate(out, size=(size_p, size_p), mode="nearest").cpu().numpy()
             else:
                 ps3_all.append(ps3)
                 maps = list(c) + ps0 + ps1 + ps2
@@ -172,7 +173,7 @@ def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global
             template = np.zeros((H, W))
             for t, l in coords:
                 template[t : t + size_p, l : l + size_p] += 1
-            template = torch.Tensor(template)[None, None]
+            template = torch.Tensor(template)[None, None].to(dev)
             merged = [m / up(template, m.shape[-2:]).expand_as(m) for m in merged]
             m = {"c2": merged[0], "c3": merged[1], "c4": merged[2], "c5": merged[3],
                  "ps0": merged[4:8], "ps1": merged[8:12], "ps2": merged[12:16]}
@@ -182,7 +183,7 @@ def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global
                 fl = ps3_l[j : j + sub_batch]
                 fg = up(crop_global(ps3_g, fracs[j : j + sub_batch], ratio), fl.shape[-2:])
                 out = model.ensemble_conv(torch.cat((fl, fg), 1))
-                predicted[j : j + len(fl)] = F.interpolate(out, size=(size_p, size_p), mode="nearest").numpy()
+                predicted[j : j + len(fl)] = F.interpolate(out, size=(size_p, size_p), mode="nearest").cpu().numpy()
     scores = np.zeros((C, H, W))
     for (t, l), pred in zip(coords, predicted):
         scores[:, t : t + size_p, l : l + size_p] += pred
