@@ -51,6 +51,7 @@ from glnet.errors import GLNetError
 from glnet.labelstore import LabelStore, Region
 from glnet.metrics import ConfusionMatrix, Scores
 from napari_glnet.region_metrics import StoreConfusion
+from napari_glnet.retrain import Failed
 from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer
 
 if TYPE_CHECKING:
@@ -286,7 +287,6 @@ class IoUPanel(QWidget):
 
         worker = create_worker(self._count, confusion, region, overlay, _progress={"desc": "IoU"})
         worker.returned.connect(lambda cm: self._counted(confusion, cm))
-        worker.errored.connect(lambda exc: _notify("error", f"IoU not updated: {exc}"))
         worker.finished.connect(self._worker_finished)
         self._worker = worker
         worker.start()
@@ -336,12 +336,18 @@ class IoUPanel(QWidget):
 
     # -- internals -------------------------------------------------------------------
     @staticmethod
-    def _count(confusion: StoreConfusion, region: Region, overlay: Any) -> tuple[ConfusionMatrix | None, int]:
-        cm = confusion.matrix(region, overlay)
-        return cm, confusion.out_of_range
+    def _count(confusion: StoreConfusion, region: Region, overlay: Any) -> tuple[ConfusionMatrix | None, int] | Failed:
+        """Runs on the GUI thread or in a worker: a user-caused problem is returned, not raised."""
+        try:
+            return confusion.matrix(region, overlay), confusion.out_of_range
+        except GLNetError as exc:
+            return Failed(exc)
 
-    def _counted(self, confusion: StoreConfusion, result: tuple[ConfusionMatrix | None, int]) -> None:
+    def _counted(self, confusion: StoreConfusion, result: tuple[ConfusionMatrix | None, int] | Failed) -> None:
         if confusion is not self._confusion:  # the ground truth or the store changed meanwhile
+            return
+        if isinstance(result, Failed):
+            _notify("error", f"IoU not updated: {result}")
             return
         self.confusion, out_of_range = result
         if out_of_range and not self._warned_range and self.store is not None:
