@@ -52,7 +52,12 @@ from glnet.labelstore import LabelStore, Region
 from glnet.metrics import ConfusionMatrix, Scores
 from napari_glnet.region_metrics import StoreConfusion
 from napari_glnet.retrain import Failed
-from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer
+from napari_glnet.review import (
+    EDIT_LAYER_NAME,
+    ReviewController,
+    find_store_layer,
+    notify,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -62,8 +67,8 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("current view", "whole image")
 DEBOUNCE_MS = 250
-SYNC_PIXELS = 4_000_000
-"""Counts up to this many uncached pixels run on the GUI thread (a few ms); more go to a worker."""
+SYNC_PIXELS = 1_000_000
+"""Counts up to this many uncached pixels run on the GUI thread (~40 ms); more go to a worker."""
 MASK_FILTER = "Label masks (*.png *.tif *.tiff);;All files (*)"
 
 
@@ -77,8 +82,8 @@ def visible_region(viewer: napari.Viewer, layer: Any, shape: tuple[int, int]) ->
     if layer is not None:
         corners = [np.asarray(layer.world_to_data(c))[-2:] for c in corners]
     (t, l), (b, r) = np.minimum(*corners), np.maximum(*corners)
-    region = (max(int(math.floor(t)), 0), max(int(math.floor(l)), 0),
-              min(int(math.ceil(b)), shape[0]), min(int(math.ceil(r)), shape[1]))
+    region = (max(math.floor(t), 0), max(math.floor(l), 0),
+              min(math.ceil(b), shape[0]), min(math.ceil(r), shape[1]))
     return region if region[0] < region[2] and region[1] < region[3] else None
 
 
@@ -104,12 +109,6 @@ def painted_box(event: Any) -> Region | None:
 
 def _level0(layer: Labels) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
-
-
-def _notify(kind: str, message: str) -> None:
-    from napari.utils import notifications
-
-    (notifications.show_error if kind == "error" else notifications.show_warning)(message)
 
 
 class IoUPanel(QWidget):
@@ -226,7 +225,7 @@ class IoUPanel(QWidget):
         candidates = self._candidates()
         index = next((i + 1 for i, c in enumerate(candidates) if c is layer), 0)
         if layer is not None and not index:
-            _notify("error", f"{layer.name!r} cannot be the ground truth: it is not a Labels layer in this viewer")
+            notify("error", f"{layer.name!r} cannot be the ground truth: it is not a Labels layer in this viewer")
             return False
         self._layers_changed()
         self.truth_combo.setCurrentIndex(index)  # -> _truth_chosen
@@ -238,15 +237,15 @@ class IoUPanel(QWidget):
         from napari_glnet._reader import label_colormap
 
         if self.store is None:
-            _notify("warning", "Open or create a label store before loading a ground truth.")
+            notify("warning", "Open or create a label store before loading a ground truth.")
             return None
         try:
             truth = read_label(path, self.store.classes)
         except GLNetError as exc:
-            _notify("error", f"Cannot use {Path(path).name} as ground truth: {exc}")
+            notify("error", f"Cannot use {Path(path).name} as ground truth: {exc}")
             return None
         if truth.shape != self.store.shape:
-            _notify("error", f"Cannot use {Path(path).name} as ground truth: it is {truth.shape[0]} x "
+            notify("error", f"Cannot use {Path(path).name} as ground truth: it is {truth.shape[0]} x "
                              f"{truth.shape[1]} px but the labels are {self.store.shape[0]} x {self.store.shape[1]} px")
             return None
         store_layer = find_store_layer(self.viewer, self.store)
@@ -294,7 +293,7 @@ class IoUPanel(QWidget):
     def show_confusion_matrix(self) -> QDialog | None:
         """A dialog with the confusion matrix as a heat-map table."""
         if self.confusion is None or self.store is None:
-            _notify("warning", "No confusion matrix yet: choose a ground truth first.")
+            notify("warning", "No confusion matrix yet: choose a ground truth first.")
             return None
         m = self.confusion.matrix
         names = [f"{i} {n}" for i, n in enumerate(self.store.classes.names)]
@@ -347,13 +346,13 @@ class IoUPanel(QWidget):
         if confusion is not self._confusion:  # the ground truth or the store changed meanwhile
             return
         if isinstance(result, Failed):
-            _notify("error", f"IoU not updated: {result}")
+            notify("error", f"IoU not updated: {result}")
             return
         self.confusion, out_of_range = result
         if out_of_range and not self._warned_range and self.store is not None:
             self._warned_range = True
             n = len(self.store.classes)
-            _notify("warning", f"The ground truth has {out_of_range:,} pixels with classes outside 0..{n - 1} "
+            notify("warning", f"The ground truth has {out_of_range:,} pixels with classes outside 0..{n - 1} "
                                f"(the labels have {n} classes): they are not counted.")
         self._show()
 
@@ -441,7 +440,7 @@ class IoUPanel(QWidget):
             try:
                 self._confusion = StoreConfusion(self.store, _level0(layer))
             except GLNetError as exc:
-                _notify("error", f"Cannot use {layer.name!r} as ground truth: {exc}")
+                notify("error", f"Cannot use {layer.name!r} as ground truth: {exc}")
                 self.truth_combo.blockSignals(True)
                 self.truth_combo.setCurrentIndex(0)
                 self.truth_combo.blockSignals(False)

@@ -104,7 +104,7 @@ def _export_steps(store: LabelStore, image: Any, out_dir: Path, options: dict) -
             )
         except GLNetError as exc:
             outcome["manifest"] = Failed(exc)
-        except BaseException as exc:  # a bug: re-raised in the worker, so napari reports it
+        except BaseException as exc:  # noqa: BLE001 -- a bug: re-raised in the worker, so napari reports it
             outcome["bug"] = exc
         finally:
             ticks.put(None)

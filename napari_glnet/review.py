@@ -53,7 +53,8 @@ MAX_EDIT_PIXELS = 8192 * 8192
 """Largest region copied into the in-memory edit layer: zoom in for more."""
 
 
-def _notify(kind: str, message: str) -> None:
+def notify(kind: str, message: str) -> None:
+    """One napari notification: kind is "error", "warning" or "info"."""
     from napari.utils import notifications
 
     {"error": notifications.show_error, "warning": notifications.show_warning}.get(
@@ -170,7 +171,7 @@ class ReviewController:
         changes, unless ``discard=True``: nothing is thrown away silently.
         """
         if self.dirty and not discard:
-            _notify(
+            notify(
                 "warning",
                 f"The GLNet edit layer has changes that are not accepted yet: accept them ({ACCEPT_KEY}) "
                 "or discard them before editing another region.",
@@ -184,7 +185,7 @@ class ReviewController:
                 )
             labels = self.store.read(region)  # checks the region
         except (GLNetError, TypeError, ValueError) as exc:
-            _notify("error", f"Cannot edit: {exc}")
+            notify("error", f"Cannot edit: {exc}")
             return None
         return self._show(region, labels)  # type: ignore[arg-type]
 
@@ -192,17 +193,17 @@ class ReviewController:
         """Write the edit layer into the store as a recorded edit; returns the
         edit-log entry (None if nothing changed or it could not be written)."""
         if self._layer is None or self._region is None:
-            _notify("info", "Nothing to accept: edit a region first.")
+            notify("info", "Nothing to accept: edit a region first.")
             return None
         labels = np.array(self._layer.data)
         try:
             entry = self.store.write(self._region, labels, edit=True)
         except GLNetError as exc:
-            _notify("error", f"Edits not accepted: {exc}")
+            notify("error", f"Edits not accepted: {exc}")
             return None
         self._original = labels
         if entry is None:
-            _notify("info", "No pixel changed: nothing to accept.")
+            notify("info", "No pixel changed: nothing to accept.")
             return None
         n = sum(entry["changes"].values())
         log.info("accepted edit %s: %d px changed in %s", entry["id"], n, self._region)
@@ -212,7 +213,7 @@ class ReviewController:
     def undo(self) -> dict | None:
         """Undo the last accepted region in the store; returns its log entry."""
         if self.dirty:
-            _notify(
+            notify(
                 "warning",
                 "The GLNet edit layer has changes that are not accepted yet: accept or discard them "
                 "(Ctrl+Z undoes brush strokes) before undoing an accepted region.",
@@ -221,10 +222,10 @@ class ReviewController:
         try:
             entry = self.store.undo()
         except GLNetError as exc:
-            _notify("error", f"Cannot undo: {exc}")
+            notify("error", f"Cannot undo: {exc}")
             return None
         if entry is None:
-            _notify("info", "Nothing to undo: no accepted edit is left in the store.")
+            notify("info", "Nothing to undo: no accepted edit is left in the store.")
             return None
         region: Region = tuple(entry["region"])  # type: ignore[assignment]
         if self._layer is not None and self._region is not None:  # show the restored labels
@@ -244,13 +245,13 @@ class ReviewController:
         """Record ``region`` (default: the edit region) as checked, for export."""
         region = self._region if region is None else region
         if region is None:
-            _notify("info", "Nothing to mark: edit a region or pick one first.")
+            notify("info", "Nothing to mark: edit a region or pick one first.")
             return None
         try:
             region = tuple(int(v) for v in region)
             self.store.mark_reviewed(region, note=note)  # type: ignore[arg-type]
         except (GLNetError, TypeError, ValueError) as exc:
-            _notify("error", f"Cannot mark the region reviewed: {exc}")
+            notify("error", f"Cannot mark the region reviewed: {exc}")
             return None
         self.reviewed.emit(region)
         return region  # type: ignore[return-value]
@@ -322,7 +323,7 @@ class ReviewController:
         if event.value is not self._layer or self._layer is None:
             return
         if self.dirty:
-            _notify("warning", f"The GLNet edit layer was closed: its unaccepted changes in {list(self._region)} are lost.")
+            notify("warning", f"The GLNet edit layer was closed: its unaccepted changes in {list(self._region)} are lost.")
         self._layer = None
         self._region = self._original = None
         self.edit_changed.emit(None)

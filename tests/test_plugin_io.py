@@ -10,28 +10,14 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from glnet.classes import DEEPGLOBE, ClassTable  # noqa: E402
-from glnet.export import read_export  # noqa: E402
-from glnet.labels import read_label  # noqa: E402
-from glnet.labelstore import LabelStore, downsample_mode  # noqa: E402
-from glnet.synthetic import SyntheticScene  # noqa: E402
-from napari_glnet._writer import write_label_store  # noqa: E402
-from napari_glnet.retrain import export_for_retraining, start_export, tiles_to_export  # noqa: E402
-from napari_glnet.review import ReviewController  # noqa: E402
-
-
-@pytest.fixture
-def notes():
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def keep(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(keep)
-    yield seen
-    notification_manager.notification_ready.disconnect(keep)
+from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.export import read_export
+from glnet.labels import read_label
+from glnet.labelstore import LabelStore, downsample_mode
+from glnet.synthetic import SyntheticScene
+from napari_glnet._writer import write_label_store
+from napari_glnet.retrain import export_for_retraining, start_export, tiles_to_export
+from napari_glnet.review import ReviewController
 
 
 def blocky(shape, n=7, seed=0):

@@ -10,14 +10,19 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from glnet.classes import DEEPGLOBE  # noqa: E402
-from glnet.labels import write_label  # noqa: E402
-from glnet.labelstore import LabelStore, downsample_mode  # noqa: E402
-from glnet.metrics import ConfusionMatrix  # noqa: E402
-from glnet.synthetic import SyntheticScene  # noqa: E402
-from napari_glnet import iou_panel  # noqa: E402
-from napari_glnet.iou_panel import IoUPanel  # noqa: E402
-from napari_glnet.review import ACCEPT_KEY, EDIT_LAYER_NAME, NEXT_CLASS_KEY, ReviewController  # noqa: E402
+from glnet.classes import DEEPGLOBE
+from glnet.labels import write_label
+from glnet.labelstore import LabelStore, downsample_mode
+from glnet.metrics import ConfusionMatrix
+from glnet.synthetic import SyntheticScene
+from napari_glnet import iou_panel
+from napari_glnet.iou_panel import IoUPanel
+from napari_glnet.review import (
+    ACCEPT_KEY,
+    EDIT_LAYER_NAME,
+    NEXT_CLASS_KEY,
+    ReviewController,
+)
 
 SIZE = 512
 REGION = (96, 160, 288, 400)  # top, left, bottom, right (level-0 px)
@@ -40,21 +45,6 @@ def store(tmp_path, scene):
     s = LabelStore.create(tmp_path / "pred.zarr", (SIZE, SIZE), DEEPGLOBE, chunk=128, min_size=64)
     s.write((0, 0, SIZE, SIZE), scene[2], edit=False)
     return s
-
-
-@pytest.fixture
-def notes():
-    """Messages of the napari notifications shown during the test."""
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def keep(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(keep)
-    yield seen
-    notification_manager.notification_ready.disconnect(keep)
 
 
 @pytest.fixture
@@ -176,7 +166,7 @@ def test_current_view_scope_and_exclude_toggle(session, scene, qtbot):
 
 def test_whole_image_counts_in_a_worker(session, scene, qtbot, monkeypatch):
     """Past SYNC_PIXELS the count runs in a worker thread; the result is the same."""
-    viewer, _, review, panel = session
+    _viewer, _, review, panel = session
     _, truth, pred = scene
     monkeypatch.setattr(iou_panel, "SYNC_PIXELS", 0)
     review.edit((0, 0, 64, 64))
@@ -228,7 +218,7 @@ def test_unaccepted_edits_are_not_dropped_silently(session, store, scene, notes)
 
 
 def test_user_errors_are_one_notification(session, store, notes):
-    viewer, _, review, panel = session
+    _viewer, _, review, _panel = session
     assert review.accept() is None and any("Nothing to accept" in n for n in notes)
     assert review.edit((0, 0, SIZE + 10, 40)) is None and any("outside the label image" in n for n in notes)
     layer = review.edit(REGION)
@@ -239,7 +229,7 @@ def test_user_errors_are_one_notification(session, store, notes):
 
 
 def test_ground_truth_that_does_not_fit(session, store, tmp_path, notes, scene):
-    viewer, _, review, panel = session
+    viewer, _, _review, panel = session
     small = tmp_path / "small_mask.png"
     write_label(small, scene[1][:100, :120], DEEPGLOBE, color=True)
     assert panel.load_ground_truth(small) is None
