@@ -52,7 +52,7 @@ def session(make_napari_viewer, store, scene):
     """A viewer with the store (through our reader), the ground truth, the review controller and the panel."""
     viewer = make_napari_viewer()
     (store_layer,) = viewer.open(str(store.path), plugin="napari-glnet")
-    truth = viewer.add_labels(scene[1], name="ground truth")
+    truth = viewer.add_labels(scene[1].copy(), name="ground truth")  # painted by some tests
     review = ReviewController(viewer, store)
     panel = IoUPanel(viewer, store, review=review)
     assert panel.set_ground_truth(truth)
@@ -255,3 +255,29 @@ def test_ground_truth_from_a_colour_mask_file(session, scene, tmp_path):
     assert_table_shows(panel, expected_iou(truth, pred))
     viewer.layers.remove(layer)  # the panel lets go of a removed ground truth
     assert panel.truth_combo.currentText() == "(none)" and panel.scores is None
+
+
+def test_painting_the_ground_truth_recounts_only_what_changed(session, scene, qtbot):
+    viewer, _, _, panel = session
+    _, truth, pred = scene
+    gt = viewer.layers["ground truth"]
+    gt.brush_size = 30
+    gt.paint((400, 50), 5)  # napari >= 0.8 reports a masked atom with its bounding box
+    assert iou_panel.painted_box(type("E", (), {"value": gt._undo_history[-1]})()) is not None
+    legacy = type("E", (), {"value": [((np.array([3, 9]), np.array([4, 7])), np.array([0, 0]), 2)]})()
+    assert iou_panel.painted_box(legacy) == (3, 4, 10, 8)  # the older (indices, old, new) form
+    qtbot.waitUntil(lambda: np.allclose(panel.scores.iou, expected_iou(np.asarray(gt.data), pred).iou,
+                                        equal_nan=True), timeout=3000)
+    assert not np.array_equal(np.asarray(gt.data), truth)
+
+
+def test_edit_layer_sits_over_a_scaled_store_layer(session):
+    viewer, store_layer, review, _ = session
+    store_layer.scale = (0.5, 0.5)
+    store_layer.translate = (10, 20)
+    layer = review.edit(REGION)
+    assert tuple(layer.scale) == (0.5, 0.5)
+    assert tuple(layer.translate) == (10 + REGION[0] * 0.5, 20 + REGION[1] * 0.5)
+    np.testing.assert_allclose(layer.data_to_world((0, 0)), store_layer.data_to_world(REGION[:2]))
+    assert review.mark_reviewed() == REGION
+    assert review.store.reviewed_regions() == [REGION]
