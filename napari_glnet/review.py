@@ -195,13 +195,20 @@ class ReviewController:
         if self._layer is None or self._region is None:
             notify("info", "Nothing to accept: edit a region first.")
             return None
-        labels = np.array(self._layer.data)
+        painted = np.array(self._layer.data)
         try:
+            # Only the painted pixels: the segmenter may have refined this region
+            # since it was copied, and its newer labels elsewhere must stay.
+            current = self.store.read(self._region)
+            labels = np.where(painted != self._original, painted, current) if self._original is not None else painted
             entry = self.store.write(self._region, labels, edit=True)
         except GLNetError as exc:
             notify("error", f"Edits not accepted: {exc}")
             return None
-        self._original = labels
+        if np.array_equal(labels, painted):
+            self._original = labels
+        else:  # show what the store holds now
+            self._show(self._region, labels)
         if entry is None:
             notify("info", "No pixel changed: nothing to accept.")
             return None

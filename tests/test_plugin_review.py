@@ -281,3 +281,20 @@ def test_edit_layer_sits_over_a_scaled_store_layer(session):
     np.testing.assert_allclose(layer.data_to_world((0, 0)), store_layer.data_to_world(REGION[:2]))
     assert review.mark_reviewed() == REGION
     assert review.store.reviewed_regions() == [REGION]
+
+
+def test_accept_keeps_what_the_segmenter_wrote_meanwhile(session, store, scene):
+    """Refinement may write predictions into the region being edited: accepting
+    writes only the painted pixels, so the newer predictions elsewhere stay."""
+    viewer, _, review, _ = session
+    layer = review.edit(REGION)
+    store.write((96, 160, 128, 192), np.full((32, 32), 4, np.uint8), edit=False)  # the segmenter, meanwhile
+    fix = (np.asarray(layer.data[150:160, 200:210]) + 1) % len(DEEPGLOBE)
+    layer.data[150:160, 200:210] = fix
+    layer.refresh()
+    assert review.accept() is not None
+    after = store.read(REGION)
+    assert (after[:32, :32] == 4).all()
+    np.testing.assert_array_equal(after[150:160, 200:210], fix)
+    np.testing.assert_array_equal(viewer.layers[EDIT_LAYER_NAME].data, after)
+    assert not review.dirty
