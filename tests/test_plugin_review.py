@@ -272,7 +272,7 @@ def test_painting_the_ground_truth_recounts_only_what_changed(session, scene, qt
 
 
 def test_edit_layer_sits_over_a_scaled_store_layer(session):
-    viewer, store_layer, review, _ = session
+    _viewer, store_layer, review, _ = session
     store_layer.scale = (0.5, 0.5)
     store_layer.translate = (10, 20)
     layer = review.edit(REGION)
