@@ -54,3 +54,18 @@ def real_image(real_image_path) -> np.ndarray:
     from glnet.imageio import read_image
 
     return read_image(real_image_path)
+
+
+@pytest.fixture
+def notes():
+    """Messages of the napari notifications shown during the test (needs napari)."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def keep(n):
+        seen.append(str(n.message))
+
+    notification_manager.notification_ready.connect(keep)
+    yield seen
+    notification_manager.notification_ready.disconnect(keep)

@@ -98,6 +98,36 @@ def test_manifest_widget_command_resolves_without_qt():
     assert "napari_viewer" in init_args, "napari injects the viewer by the parameter name napari_viewer"
 
 
+def _defines_function(python_name: str) -> list[str]:
+    """The parameters of the top-level function ``module:attr``, read without importing it."""
+    module_name, attr = python_name.split(":")
+    spec = importlib.util.find_spec(module_name)
+    assert spec is not None and spec.origin, f"{module_name} is not importable"
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert attr in functions, f"{module_name} defines no function {attr}"
+    return [a.arg for a in functions[attr].args.args]
+
+
+def test_npe2_validate_passes():
+    pytest.importorskip("npe2")
+    result = _run(["-m", "npe2", "validate", str(REPO / "napari.yaml")], cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+def test_manifest_writer_and_sample_data():
+    npe2 = pytest.importorskip("npe2")
+    contributions = npe2.PluginManifest.from_file(REPO / "napari.yaml").contributions
+    commands = {c.id: c for c in contributions.commands}
+    (writer,) = contributions.writers
+    assert [str(t) for t in writer.layer_types] == ["labels"] and writer.filename_extensions == [".zarr"]
+    assert _defines_function(commands[writer.command].python_name) == ["path", "data", "meta"]
+    (sample,) = contributions.sample_data
+    assert sample.key == "synthetic_scene" and "ground truth" in sample.display_name
+    _defines_function(commands[sample.command].python_name)
+
+
 def test_packaged_manifest_is_the_root_one_and_reading_it_imports_no_qt():
     pytest.importorskip("npe2")
     packaged = REPO / "napari_glnet" / "napari.yaml"
