@@ -54,7 +54,7 @@ def _class_table_text(weights: str, mode: str, global_weights: str | None) -> st
 class SegmentWidget(QWidget):
     """Dock widget: segment the visible part of an image layer with a GLNet checkpoint."""
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self._classes_worker = None

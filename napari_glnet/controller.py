@@ -100,13 +100,17 @@ class _Request:
     settings: Settings
     region: Region | None  # image pixels
     point: tuple[float, float] | None = None  # instead of a region: the patch block at this image pixel
-    refine: bool = True
+    refine: bool | None = True  # None: only while the region spans at most MAX_AUTO_SCENES scenes
     threads: int = 1
+
+
+def layer_level0(layer) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def layer_pixels(layer) -> Any:
     """An image layer's level 0 as (H, W, 3) uint8, lazily where it was lazy."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = layer_level0(layer)
     ndim = len(data.shape) - (1 if layer.rgb else 0)
     if ndim != 2:
         raise GLNetError(f"GLNet segments 2D images; the layer '{layer.name}' has {ndim} dimensions")
@@ -142,21 +146,23 @@ class _Runner:
             self.model, loaded = model, True
         return self.segmenter, loaded
 
-    def session_for(self, settings: Settings, pixels) -> tuple[ViewSession, bool]:
+    def session_for(self, settings: Settings, raw, pixels) -> tuple[ViewSession, bool]:
+        """The session of this layer's data (``raw``: what the layer holds,
+        ``pixels``: it as RGB uint8), kept while neither changes."""
         layer = settings.layer
-        key = (settings.model, id(layer), id(pixels), settings.store_path)
+        key = (settings.model, id(layer), id(raw), settings.store_path)
         if key == self.key and self.session is not None:
             return self.session, False
         path = settings.store_path or default_store_path(
-            image_identity(getattr(layer.source, "path", None), pixels, layer.name), layer.name
+            image_identity(getattr(layer.source, "path", None), raw, layer.name), layer.name
         )
         store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes)
         self.session = ViewSession(self.segmenter, pixels, store)
-        self.key, self.data = key, pixels
+        self.key, self.data = key, raw
         return self.session, True
 
 
-def view_job(runner: _Runner, request: _Request, pixels) -> Iterator[Any]:
+def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
     """The worker's generator: _Ready, the overview, then the refinement,
     one yield per patch batch; returns _Done, or _Failed for the user's
     problems (bad checkpoint, out of memory on the CPU, a store that must not
@@ -166,13 +172,16 @@ def view_job(runner: _Runner, request: _Request, pixels) -> Iterator[Any]:
     try:
         set_threads(request.threads)  # a worker thread's default is not what we want
         seg, loaded = runner.segmenter_for(request.settings.model)
-        session, new = runner.session_for(request.settings, pixels)
+        session, new = runner.session_for(request.settings, raw, pixels)
         yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
         region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
         yield from _with_fallback(runner, request, lambda: _overview_steps(session, region))
-        if request.refine:
+        refine = request.refine
+        if refine is None:
+            refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
+        if refine:
             yield from _with_fallback(runner, request, lambda: session.refine(region))
-        return _Done(region, request.refine)
+        return _Done(region, refine)
     except GLNetError as e:
         return _Failed(str(e))
     except (MemoryError, RuntimeError) as e:
@@ -221,7 +230,7 @@ class ViewController:
     busy = Signal(bool)
     device = Signal(str)  # "cpu" or "cuda", once a model is loaded
 
-    def __init__(self, viewer: "napari.viewer.Viewer", get_settings: Callable[[], Settings] | None = None):
+    def __init__(self, viewer: napari.viewer.Viewer, get_settings: Callable[[], Settings] | None = None):
         from qtpy.QtCore import QTimer
 
         from glnet.runtime import available_cpus
@@ -242,8 +251,8 @@ class ViewController:
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._on_view_settled)
-        viewer.camera.events.center.connect(self._on_camera)
-        viewer.camera.events.zoom.connect(self._on_camera)
+        self.camera.events.center.connect(self._on_camera)
+        self.camera.events.zoom.connect(self._on_camera)
         viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         viewer.bind_key(KEYS["segment_view"], self._key_segment_view, overwrite=True)
         viewer.bind_key(KEYS["cancel"], self._key_cancel, overwrite=True)
@@ -253,14 +262,20 @@ class ViewController:
         self._pending = None
         self.cancel()
         self._timer.stop()
-        self.viewer.camera.events.center.disconnect(self._on_camera)
-        self.viewer.camera.events.zoom.disconnect(self._on_camera)
+        self.camera.events.center.disconnect(self._on_camera)
+        self.camera.events.zoom.disconnect(self._on_camera)
         if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
         for key in KEYS.values():
             self.viewer.bind_key(key, None)
 
     # -- geometry --------------------------------------------------------------------
+    @property
+    def camera(self):
+        """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+        scene = getattr(self.viewer, "scene", None)
+        return scene.camera if scene is not None else self.viewer.camera
+
     def visible_region(self, layer=None) -> Region | None:
         """The image pixels in view: camera.center +- canvas size / 2 / zoom,
         mapped into the layer's data and clipped; None when none is in view.
@@ -272,8 +287,8 @@ class ViewController:
         canvas = getattr(self.viewer, "canvas", None)
         if canvas is None:
             return (0, 0, *shape)
-        half = np.asarray(canvas.size, float) / 2 / self.viewer.camera.zoom
-        center = np.asarray(self.viewer.camera.center[-2:], float)
+        half = np.asarray(canvas.size, float) / 2 / self.camera.zoom
+        center = np.asarray(self.camera.center[-2:], float)
         corners = [self._to_data(layer, center + d * half) for d in (np.array([-1, -1]), np.array([1, 1]))]
         lo, hi = np.minimum(*corners), np.maximum(*corners)
         top, left = max(0, math.floor(lo[0])), max(0, math.floor(lo[1]))
@@ -296,7 +311,7 @@ class ViewController:
 
     @staticmethod
     def _image_shape(layer) -> tuple[int, int]:
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        data = layer_level0(layer)
         return int(data.shape[0]), int(data.shape[1])
 
     def _layer(self):
@@ -336,8 +351,9 @@ class ViewController:
         """Overview, then refine the visible region (the "Segment view" button)."""
         self._request(None)
 
-    def segment_region(self, region: Region, refine: bool = True) -> None:
-        """Overview and refinement of an image-pixel region."""
+    def segment_region(self, region: Region, refine: bool | None = True) -> None:
+        """Overview and refinement of an image-pixel region (``refine=None``:
+        refine only if it spans at most MAX_AUTO_SCENES scenes)."""
         self._request(region, refine)
 
     def segment_block_at(self, y: float, x: float) -> None:
@@ -366,7 +382,13 @@ class ViewController:
         show_info(f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
         return region
 
-    def _request(self, region: Region | None, refine: bool = True, point: tuple[float, float] | None = None) -> None:
+    def _request(
+        self, region: Region | None, refine: bool | None = True, point: tuple[float, float] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Start (or queue behind the running worker) one request.  ``quiet``
+        (requests the camera made): form problems go to the status line, not
+        to a notification on every pan."""
         from napari.utils.notifications import show_error
 
         try:
@@ -378,7 +400,10 @@ class ViewController:
                 if region is None:
                     raise GLNetError("no part of the image is in view: pan or zoom to it")
         except GLNetError as e:
-            show_error(str(e))
+            if quiet:
+                self.status.emit(str(e))
+            else:
+                show_error(str(e))
             return
         region = None if region is None else tuple(int(v) for v in region)
         request = _Request(settings, region, point, refine, self.threads)
@@ -396,10 +421,11 @@ class ViewController:
             pixels = layer_pixels(request.settings.layer)
         except GLNetError as e:
             show_error(str(e))
+            self.busy.emit(False)
             return
         layer = request.settings.layer
         self._placement = {"scale": tuple(layer.scale[-2:]), "translate": tuple(layer.translate[-2:])}
-        worker = create_worker(view_job, self._runner, request, pixels, _start_thread=False)
+        worker = create_worker(view_job, self._runner, request, layer_level0(layer), pixels, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(lambda: self._on_finished(worker))
@@ -434,7 +460,8 @@ class ViewController:
         self.device.emit(ready.device)
         if ready.untrained:
             show_warning("This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless.")
-        if ready.new or self.session is not ready.session:
+        layers = self.viewer.layers
+        if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
             self._make_layers()
         self.status.emit(f"segmenting on {ready.device}...")
@@ -448,8 +475,10 @@ class ViewController:
         elif isinstance(outcome, _Done):
             self.refresh_labels()
             t, l, b, r = outcome.region
-            what = "refined" if outcome.refined else "overview of"
-            self.status.emit(f"done: {what} rows {t}-{b}, columns {l}-{r}")
+            if outcome.refined:
+                self.status.emit(f"done: refined rows {t}-{b}, columns {l}-{r}")
+            else:
+                self.status.emit(f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)")
 
     def _on_finished(self, worker) -> None:
         if worker is not self.worker:
@@ -515,15 +544,8 @@ class ViewController:
             self._timer.start()  # restarts: fires DEBOUNCE_MS after the last move
 
     def _on_view_settled(self) -> None:
-        if not self.auto_refine or self.session is None:
-            return
-        region = self.visible_region()
-        if region is None:
-            return
-        few = len(self.session.grid.covering(region)) <= MAX_AUTO_SCENES
-        if not few:
-            self.status.emit(f"view spans more than {MAX_AUTO_SCENES} scenes: overview only (zoom in to refine)")
-        self.segment_region(region, refine=few)
+        if self.auto_refine:
+            self._request(None, refine=None, quiet=True)
 
     def _key_segment_view(self, _viewer=None) -> None:
         self.segment_view()

@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def _split_owners(starts: list[int], size: int, length: int) -> list[tuple[int, 
     """Per scene along one axis, the pixels it owns in the overview: overlaps
     are split at their middle, so every pixel has one owner."""
     bounds = [0] + [(starts[k + 1] + starts[k] + size) // 2 for k in range(len(starts) - 1)] + [length]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(pairwise(bounds))
 
 
 def _rect_mask(block: Region, rects: list[Region]) -> np.ndarray:
@@ -201,7 +202,8 @@ class ViewSession:
             raise GLNetError("the label store's class table is not the checkpoint's: choose another label store")
         self.batches = 0  # patch batches run by this session (tests check cancelling with it)
         grid = self.grid
-        self.overview_step = max(1, round(grid.scene / max(1, self.seg.size_g // 4)))
+        scene = min(grid.scene, max(grid.height, grid.width))  # what one global view covers
+        self.overview_step = max(1, round(scene / max(1, self.seg.size_g // 4)))
         dtype = store.levels[0].dtype
         self.no_label = int(np.iinfo(dtype).max) if len(self.classes) <= np.iinfo(dtype).max else -1
         h, w = self.shape
@@ -277,7 +279,18 @@ class ViewSession:
         return self.current_overview()
 
     def current_overview(self) -> Overview:
-        return Overview(self._canvas.copy(), self.overview_step, self.no_label)
+        """The overview so far (a copy), blank where the store already shows labels,
+        so the two layers never draw over each other."""
+        labels = self._canvas.copy()
+        if self.no_label >= 0:
+            s = self.overview_step
+            ys = np.minimum(np.arange(labels.shape[0]) * s + s // 2, self.shape[0] - 1)
+            xs = np.minimum(np.arange(labels.shape[1]) * s + s // 2, self.shape[1] - 1)
+            for t, l, b, r in self.shown_regions():
+                rows, cols = np.flatnonzero((ys >= t) & (ys < b)), np.flatnonzero((xs >= l) & (xs < r))
+                if len(rows) and len(cols):
+                    labels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = self.no_label
+        return Overview(labels, self.overview_step, self.no_label)
 
     # -- refining --------------------------------------------------------------------
     def tiles(self, region: Region | None = None) -> list[Region]:
@@ -364,7 +377,10 @@ class ViewSession:
         h, w = self.shape
         y, x = min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)
         grid = self.grid
-        centre = lambda box: ((box[0] + box[2]) / 2 - y) ** 2 + ((box[1] + box[3]) / 2 - x) ** 2  # noqa: E731
+
+        def centre(box) -> float:  # squared distance from (y, x) to the box's centre
+            return ((box[0] + box[2]) / 2 - y) ** 2 + ((box[1] + box[3]) / 2 - x) ** 2
+
         i = min(grid.covering((y, x, y + 1, x + 1)), key=lambda j: centre(grid.boxes[j]))
         top, left, bottom, right = grid.boxes[i]
         p = self.seg.size_p

@@ -13,16 +13,16 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from glnet.classes import ClassTable  # noqa: E402
-from glnet.engine import Segmenter  # noqa: E402
-from glnet.errors import GLNetError  # noqa: E402
-from glnet.labelstore import LabelStore  # noqa: E402
-from glnet.model import GLNet  # noqa: E402
-from glnet.reference import seeded_weights  # noqa: E402
-from glnet.scenes import SceneSession  # noqa: E402
+from conftest import tiny_config
 
-from conftest import tiny_config  # noqa: E402
+from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
+from glnet.classes import ClassTable
+from glnet.engine import Segmenter
+from glnet.errors import GLNetError
+from glnet.labelstore import LabelStore
+from glnet.model import GLNet
+from glnet.reference import seeded_weights
+from glnet.scenes import SceneSession
 
 PATCH = 128  # patch and global view of the tiny model: 9 patches on a 256 px image
 
@@ -82,14 +82,14 @@ def _wait(qtbot, ctl, timeout=240_000):
 
 
 def _set_view(viewer, center, zoom):
-    viewer.camera.center = center
-    viewer.camera.zoom = zoom
+    viewer.scene.camera.center = center
+    viewer.scene.camera.zoom = zoom
 
 
 def _expected_view(viewer, shape):
     """The visible rectangle computed here from the camera, independently of the controller."""
-    half = np.asarray(viewer.canvas.size, float) / 2 / viewer.camera.zoom
-    c = np.asarray(viewer.camera.center[-2:])
+    half = np.asarray(viewer.canvas.size, float) / 2 / viewer.scene.camera.zoom
+    c = np.asarray(viewer.scene.camera.center[-2:])
     lo, hi = np.floor(c - half).astype(int), np.ceil(c + half).astype(int)
     return (max(0, lo[0]), max(0, lo[1]), min(shape[0], hi[0]), min(shape[1], hi[1]))
 
@@ -102,7 +102,7 @@ def test_napari_discovers_the_plugin_and_its_menu_entry(make_napari_viewer):
     manifest = PluginManager.instance().get_manifest("napari-glnet")
     assert [w.display_name for w in manifest.contributions.widgets] == ["GLNet segmentation"]
     assert any(m.command == "napari-glnet.segment_widget" for m in manifest.contributions.menus["napari/layers/segment"])
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
     assert type(widget).__name__ == "SegmentWidget" and widget.viewer == viewer  # napari hands over a proxy
     assert "Shift-G" in widget.segment_button.tooltip and "Shift-H" in widget.cancel_button.tooltip
 
@@ -289,3 +289,65 @@ def test_a_store_with_edits_for_another_image_is_not_replaced(tmp_path):
     fresh = LabelStore.create(tmp_path / "t.zarr", (100, 100), table)
     del fresh
     assert open_store(tmp_path / "t.zarr", (200, 200), table).shape == (200, 200)  # nothing to lose: replaced
+
+
+# -- following the view -------------------------------------------------------------------
+def test_panning_with_auto_refine_retargets_the_work_to_the_new_view(widget, qtbot, crop, tiny_ckpt):
+    viewer, ctl = widget.viewer, widget.controller
+    widget.auto.value = True
+    assert ctl.auto_refine
+    _set_view(viewer, (60, 60), 6.0)
+    qtbot.waitUntil(lambda: ctl.running, timeout=5_000)  # debounced, then started by the camera alone
+    _set_view(viewer, (200, 190), 6.0)  # moved on before the first view was done
+    qtbot.waitUntil(lambda: ctl.session is not None and ctl.session.store.path.exists(), timeout=120_000)
+    final = _expected_view(viewer, crop.shape[:2])
+    qtbot.waitUntil(lambda: not ctl.running and final in ctl.session.shown_regions(), timeout=240_000)
+    np.testing.assert_array_equal(ctl.session.store.read(final), _reference(tiny_ckpt, crop, final))
+    widget.auto.value = False
+    _set_view(viewer, (120, 120), 6.0)
+    qtbot.wait(600)
+    assert not ctl.running  # auto-refine off: the camera alone starts nothing
+
+
+def test_keys_are_bound_free_in_napari_and_documented(widget):
+    from app_model.types import KeyBinding
+    from napari.utils.shortcuts import default_shortcuts
+
+    from napari_glnet.controller import KEYS, RESERVED_KEYS
+
+    napari_keys = {str(k) for keys in default_shortcuts.values() for k in keys}
+    ours = [k.replace("-", "+") for k in (*KEYS.values(), *RESERVED_KEYS.values())]
+    assert not napari_keys & set(ours) and len(set(ours)) == len(ours)
+    for key in KEYS.values():
+        assert KeyBinding.from_str(key.replace("-", "+")) in widget.viewer.keymap
+    assert KEYS["segment_view"] in widget.segment_button.tooltip and KEYS["cancel"] in widget.cancel_button.tooltip
+    assert "CPU" in widget.note.value and not widget.note.native.isHidden()  # the CPU warning is on show
+
+
+def test_a_pyramidal_tiff_is_segmented_in_view_into_a_multiscale_store(make_napari_viewer, qtbot, tiny_ckpt,
+                                                                      tmp_path, monkeypatch):  # fmt: skip
+    from glnet.readers import open_image
+    from glnet.synthetic import write_scene
+
+    monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "scene.tif"
+    write_scene(path, 1100, 1300, seed=2, tile=256)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-glnet")
+    assert layer.multiscale
+    _, widget = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
+    widget.set_checkpoint(tiny_ckpt)
+    widget.device.value = "cpu"
+    ctl = widget.controller
+    _set_view(viewer, (700, 500), 5.0)
+    region = _expected_view(viewer, (1100, 1300))
+    widget.start()
+    _wait(qtbot, ctl)
+    image = np.asarray(open_image(path).levels[0])
+    np.testing.assert_array_equal(ctl.session.store.read(region), _reference(tiny_ckpt, image, region))
+    labels = viewer.layers["GLNet labels"]
+    assert labels.multiscale and len(labels.data) == len(ctl.session.store.levels) > 1
+    assert not labels.editable
+    overview = viewer.layers["GLNet overview"]
+    assert overview.data.shape[0] * ctl.session.overview_step >= 1100
+    _settle(qtbot, widget)
