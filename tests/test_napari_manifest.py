@@ -219,16 +219,17 @@ def run_to_end():
         time.sleep(0.01)
     assert not widget.running
 
-run_to_end()
-labels = viewer.layers["crop GLNet"]
+run_to_end()  # no canvas (a ViewerModel): the "view" is the whole image
+labels = viewer.layers["GLNet labels"]
 assert isinstance(labels, Labels)
-assert labels.data.shape == (300, 400) and labels.data.dtype == np.uint8
+data = np.asarray(labels.data)
+assert data.shape == (300, 400) and data.dtype == np.uint8
 assert tuple(labels.scale) == (0.5, 0.5) and tuple(labels.translate) == (10, 20)
-assert labels.data.max() < len(DEEPGLOBE)
+assert data.max() < len(DEEPGLOBE)
 for i, rgb in enumerate(DEEPGLOBE.colors):
     assert np.allclose(labels.colormap.map(np.array([i]))[0][:3], rgb / 255), i
-run_to_end()  # a second run updates the same layer
-assert [layer.name for layer in viewer.layers] == ["crop", "crop GLNet"]
+run_to_end()  # a second run updates the same layers
+assert [layer.name for layer in viewer.layers] == ["crop", "GLNet overview", "GLNet labels"]
 
 # a bad checkpoint: one line through napari's notifications, no worker started
 from napari.utils.notifications import notification_manager
@@ -237,6 +238,10 @@ notification_manager.notification_ready.connect(lambda n: seen.append(n))
 widget.set_checkpoint(image_path)  # an image, not a checkpoint
 run_to_end()
 assert any("not a" in str(n.message) for n in seen), [str(n.message) for n in seen]
+while widget._classes_worker is not None:  # the class table is read in a worker: let it end first
+    app.processEvents()
+    time.sleep(0.01)
+assert "not a" in widget.classes.value
 print("WIDGET OK")
 """
 
@@ -247,6 +252,7 @@ def test_widget_segments_a_layer_offscreen(tmp_path, untrained_checkpoint, small
     pytest.importorskip("qtpy")
     script = tmp_path / "widget_check.py"
     script.write_text(WIDGET_SCRIPT)
-    result = _run([str(script), str(small_image), str(untrained_checkpoint)], cwd=tmp_path, QT_QPA_PLATFORM="offscreen")
+    result = _run([str(script), str(small_image), str(untrained_checkpoint)], cwd=tmp_path, QT_QPA_PLATFORM="offscreen",
+                  GLNET_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "WIDGET OK" in result.stdout

@@ -241,6 +241,17 @@ class ImageSession:
                 self._global_logits = net.global_logits(ctx)[0].float().cpu()
         return self._global_logits
 
+    def global_labels(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Global-branch labels at image pixels ``rows`` x ``cols`` (any sampling).
+
+        The quick overview a viewer shows before the patches are done: one
+        global pass, sampled as coarsely as the screen needs.  In mode global
+        this is the final result at those pixels."""
+        g = self.global_logits()
+        r = _nearest_index(g.shape[1], self.padded_size[0])[np.asarray(rows)]
+        c = _nearest_index(g.shape[2], self.padded_size[1])[np.asarray(cols)]
+        return g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(r, c)]
+
     def _patches(self, indices: list[int]) -> torch.Tensor:
         p = self.seg.size_p
         pixels = np.stack([self.image[t : t + p, l : l + p] for t, l in (self.origins[i] for i in indices)])
@@ -324,11 +335,8 @@ class ImageSession:
         box = self._clip(region)
         if self.seg.mode == "global":
             top, left, bottom, right = box
-            g = self.global_logits()
-            rows = _nearest_index(g.shape[1], self.padded_size[0])[top:bottom]
-            cols = _nearest_index(g.shape[2], self.padded_size[1])[left:right]
-            labels = g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(rows, cols)]
-            return Segmentation(box, g.numpy(), labels)
+            labels = self.global_labels(np.arange(top, bottom), np.arange(left, right))
+            return Segmentation(box, self.global_logits().numpy(), labels)
         needed = self.patches_for(region)
         if any(i not in self._local_part for i in needed) or (self.seg.mode == "local2global" and self._refined is None):
             raise GLNetError("the region has not been computed yet: iterate run(region) to the end first")

@@ -197,6 +197,12 @@ class SceneSession:
                 self._sessions.popitem(last=False)
         return self._sessions[index]
 
+    def global_labels(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Scene ``index``'s global-branch labels at its pixels ``rows`` x
+        ``cols`` (scene coordinates): a fast overview, one global pass per
+        scene, shared with the scene's later patch work while its session is kept."""
+        return self._session(index).global_labels(rows, cols)
+
     def run_scene(self, index: int) -> Iterator[Progress]:
         """Segment a whole scene and keep its compact result."""
         if index in self.finished:

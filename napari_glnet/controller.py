@@ -1,0 +1,629 @@
+"""The napari glue of the GLNet plugin: viewer events in, layers out.
+
+The controller owns one :class:`~napari_glnet.session.ViewSession` and runs
+it in a napari generator ``thread_worker``: the worker yields after every
+patch batch, so Cancel (the button, Shift+H, the activity dock's Cancel, or a
+new view) stops it within one batch, and it touches no layer: the main thread
+draws what it yields (the overview, then each refined tile as the store is
+re-read).  One worker at a time: a new request waits for the old worker to
+stop, since a ``SceneSession`` is not thread-safe.
+
+What it listens to:
+
+* the camera (debounced): with auto-refine on, the new visible region is
+  refined (only while it spans at most ``MAX_AUTO_SCENES`` scenes; farther out
+  the overview alone is updated, a 20000 px image has hundreds of patches in view);
+* a right-click without drag on the canvas (``viewer.mouse_drag_callbacks``,
+  since napari has no canvas context menu): "Segment region here",
+  "Segment visible view", "Segment selected rectangle", "Mark region reviewed";
+* keys: ``KEYS`` below.  ``RESERVED_KEYS`` are left for the review side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psygnal import Signal
+
+from glnet.engine import Region
+from glnet.errors import GLNetError
+
+from ._reader import label_colormap
+from .session import (
+    ModelChoice,
+    Overview,
+    RefineProgress,
+    ViewSession,
+    default_store_path,
+    image_identity,
+    open_store,
+    overview_placement,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger(__name__)
+
+LABELS_NAME = "GLNet labels"
+OVERVIEW_NAME = "GLNet overview"
+KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
+RESERVED_KEYS = {"accept": "Shift-J", "next_class": "Shift-N"}  # for the review side; also free
+DEBOUNCE_MS = 300
+MAX_AUTO_SCENES = 4
+CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
+
+
+# -- what the form gives ---------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    """The widget's current choices (the controller asks for them per request)."""
+
+    model: ModelChoice
+    layer: Any  # napari.layers.Image
+    store_path: str | None = None  # None: the image's default store in the cache
+
+
+# -- messages from the worker (plain values: the main thread acts on them) -------
+@dataclass
+class _Ready:
+    session: ViewSession
+    new: bool  # a new session: (re)make the layers
+    device: str
+    untrained: bool
+
+
+@dataclass
+class _Warn:
+    message: str
+
+
+@dataclass
+class _Done:
+    region: Region
+    refined: bool
+
+
+@dataclass
+class _Failed:
+    message: str
+
+
+@dataclass(frozen=True)
+class _Request:
+    settings: Settings
+    region: Region | None  # image pixels
+    point: tuple[float, float] | None = None  # instead of a region: the patch block at this image pixel
+    refine: bool | None = True  # None: only while the region spans at most MAX_AUTO_SCENES scenes
+    threads: int = 1
+
+
+def layer_level0(layer) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def layer_pixels(layer) -> Any:
+    """An image layer's level 0 as (H, W, 3) uint8, lazily where it was lazy."""
+    data = layer_level0(layer)
+    ndim = len(data.shape) - (1 if layer.rgb else 0)
+    if ndim != 2:
+        raise GLNetError(f"GLNet segments 2D images; the layer '{layer.name}' has {ndim} dimensions")
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 3 and data.shape[2] == 3:
+        return data
+    import dask.array as da
+
+    from glnet.readers import to_rgb8
+
+    return to_rgb8(da.asarray(data), layer.name)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+class _Runner:
+    """The worker thread's state: the loaded model and the session, reused
+    between requests.  Only one worker runs at a time, so no locks."""
+
+    def __init__(self) -> None:
+        self.model: ModelChoice | None = None
+        self.segmenter = None
+        self.key: tuple | None = None
+        self.session: ViewSession | None = None
+        self.data = None  # held so the id() in key cannot be reused
+
+    def segmenter_for(self, model: ModelChoice):
+        loaded = False
+        if model != self.model:
+            self.segmenter = self.model = self.session = self.key = self.data = None
+            self.segmenter = model.load()
+            self.model, loaded = model, True
+        return self.segmenter, loaded
+
+    def session_for(self, settings: Settings, raw, pixels) -> tuple[ViewSession, bool]:
+        """The session of this layer's data (``raw``: what the layer holds,
+        ``pixels``: it as RGB uint8), kept while neither changes."""
+        layer = settings.layer
+        key = (settings.model, id(layer), id(raw), settings.store_path)
+        if key == self.key and self.session is not None:
+            return self.session, False
+        path = settings.store_path or default_store_path(
+            image_identity(getattr(layer.source, "path", None), raw, layer.name), layer.name
+        )
+        store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes)
+        self.session = ViewSession(self.segmenter, pixels, store)
+        self.key, self.data = key, raw
+        return self.session, True
+
+
+def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
+    """The worker's generator: _Ready, the overview, then the refinement,
+    one yield per patch batch; returns _Done, or _Failed for the user's
+    problems (bad checkpoint, out of memory on the CPU, a store that must not
+    be replaced) so they reach the user as one line."""
+    from glnet.runtime import set_threads
+
+    try:
+        set_threads(request.threads)  # a worker thread's default is not what we want
+        seg, loaded = runner.segmenter_for(request.settings.model)
+        session, new = runner.session_for(request.settings, raw, pixels)
+        yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
+        region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
+        yield from _with_fallback(runner, request, lambda: _overview_steps(session, region))
+        refine = request.refine
+        if refine is None:
+            refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
+        if refine:
+            yield from _with_fallback(runner, request, lambda: session.refine(region))
+        return _Done(region, refine)
+    except GLNetError as e:
+        return _Failed(str(e))
+    except (MemoryError, RuntimeError) as e:
+        if is_out_of_memory(e):
+            return _Failed("out of memory: lower the batch size, or segment a smaller region")
+        raise
+
+
+def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
+    for _ in session.run_overview(region):
+        yield session.current_overview()
+
+
+def _with_fallback(runner: _Runner, request: _Request, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """Run ``steps()``; on CUDA out-of-memory retry with half the batch, then
+    on the CPU, saying so each time (finished work is kept)."""
+    import torch
+
+    while True:
+        try:
+            yield from steps()
+            return
+        except (MemoryError, RuntimeError) as e:
+            seg = runner.segmenter
+            if not is_out_of_memory(e) or seg.device.type != "cuda":
+                raise
+            torch.cuda.empty_cache()
+            if seg.batch_size > 1:
+                seg.batch_size //= 2
+                runner.session.set_segmenter(seg)
+                yield _Warn(f"out of GPU memory: retrying with batch size {seg.batch_size}")
+            else:
+                runner.segmenter = request.settings.model.load(device="cpu", batch_size=1)
+                runner.session.set_segmenter(runner.segmenter)
+                yield _Warn("out of GPU memory even with batch size 1: continuing on the CPU (slower)")
+
+
+# -- the controller -----------------------------------------------------------------
+class ViewController:
+    """Segments what the viewer shows; the widget is only its form.
+
+    ``get_settings`` (set by the widget) returns the current :class:`Settings`
+    or raises GLNetError saying what is missing."""
+
+    status = Signal(str)
+    busy = Signal(bool)
+    device = Signal(str)  # "cpu" or "cuda", once a model is loaded
+
+    def __init__(self, viewer: napari.viewer.Viewer, get_settings: Callable[[], Settings] | None = None):
+        from qtpy.QtCore import QTimer
+
+        from glnet.runtime import available_cpus
+
+        self.viewer = viewer
+        self.get_settings = get_settings
+        self.auto_refine = False
+        # One core stays with the GUI thread where there are cores to spare.
+        self.threads = max(1, available_cpus() - 1) if available_cpus() > 2 else available_cpus()
+        self.session: ViewSession | None = None
+        self.worker = None
+        self.last_menu = None  # the last context menu opened (tests trigger its actions)
+        self._runner = _Runner()
+        self._pending: _Request | None = None
+        self._pbar = None
+        self._placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._on_view_settled)
+        self.camera.events.center.connect(self._on_camera)
+        self.camera.events.zoom.connect(self._on_camera)
+        viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
+        viewer.bind_key(KEYS["segment_view"], self._key_segment_view, overwrite=True)
+        viewer.bind_key(KEYS["cancel"], self._key_cancel, overwrite=True)
+
+    def close(self) -> None:
+        """Stop work and let go of the viewer (the dock widget was closed)."""
+        self._pending = None
+        self.cancel()
+        self._timer.stop()
+        self.camera.events.center.disconnect(self._on_camera)
+        self.camera.events.zoom.disconnect(self._on_camera)
+        if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
+        for key in KEYS.values():
+            self.viewer.bind_key(key, None)
+
+    # -- geometry --------------------------------------------------------------------
+    @property
+    def camera(self):
+        """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+        scene = getattr(self.viewer, "scene", None)
+        return scene.camera if scene is not None else self.viewer.camera
+
+    def visible_region(self, layer=None) -> Region | None:
+        """The image pixels in view: camera.center +- canvas size / 2 / zoom,
+        mapped into the layer's data and clipped; None when none is in view.
+        Without a canvas (a ViewerModel) the whole image."""
+        layer = layer if layer is not None else self._layer()
+        if layer is None:
+            return None
+        shape = self._image_shape(layer)
+        canvas = getattr(self.viewer, "canvas", None)
+        if canvas is None:
+            return (0, 0, *shape)
+        half = np.asarray(canvas.size, float) / 2 / self.camera.zoom
+        center = np.asarray(self.camera.center[-2:], float)
+        corners = [self._to_data(layer, center + d * half) for d in (np.array([-1, -1]), np.array([1, 1]))]
+        lo, hi = np.minimum(*corners), np.maximum(*corners)
+        top, left = max(0, math.floor(lo[0])), max(0, math.floor(lo[1]))
+        bottom, right = min(shape[0], math.ceil(hi[0])), min(shape[1], math.ceil(hi[1]))
+        return (top, left, bottom, right) if top < bottom and left < right else None
+
+    def _to_data(self, layer, world_yx) -> np.ndarray:
+        point = list(self.viewer.dims.point)
+        point[-2:] = world_yx
+        return np.asarray(layer.world_to_data(point))[-2:]
+
+    def data_position(self, world_position) -> tuple[float, float] | None:
+        """World coordinates (event.position) -> image pixel (y, x), None off the image."""
+        layer = self._layer()
+        if layer is None:
+            return None
+        y, x = self._to_data(layer, np.asarray(world_position, float)[-2:])
+        h, w = self._image_shape(layer)
+        return (float(y), float(x)) if 0 <= y < h and 0 <= x < w else None
+
+    @staticmethod
+    def _image_shape(layer) -> tuple[int, int]:
+        data = layer_level0(layer)
+        return int(data.shape[0]), int(data.shape[1])
+
+    def _layer(self):
+        if self.get_settings is None:
+            return None
+        try:
+            return self.get_settings().layer
+        except GLNetError:
+            return None
+
+    def rectangle_region(self) -> Region | None:
+        """The selected (else the last) rectangle of the active Shapes layer, in image pixels."""
+        from napari.layers import Shapes
+
+        shapes = self.viewer.layers.selection.active
+        layer = self._layer()
+        if not isinstance(shapes, Shapes) or layer is None or not len(shapes.data):
+            return None
+        rects = [i for i, t in enumerate(shapes.shape_type) if t == "rectangle"]
+        chosen = [i for i in rects if i in shapes.selected_data] or rects[-1:]
+        if not chosen:
+            return None
+        corners = np.asarray(shapes.data[chosen[0]])[:, -2:]
+        world = [shapes.data_to_world(np.r_[np.zeros(shapes.ndim - 2), c]) for c in corners]
+        data = np.array([self._to_data(layer, np.asarray(w)[-2:]) for w in world])
+        h, w = self._image_shape(layer)
+        t, l = max(0, math.floor(data[:, 0].min())), max(0, math.floor(data[:, 1].min()))
+        b, r = min(h, math.ceil(data[:, 0].max())), min(w, math.ceil(data[:, 1].max()))
+        return (t, l, b, r) if t < b and l < r else None
+
+    # -- requests ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def segment_view(self) -> None:
+        """Overview, then refine the visible region (the "Segment view" button)."""
+        self._request(None)
+
+    def segment_region(self, region: Region, refine: bool | None = True) -> None:
+        """Overview and refinement of an image-pixel region (``refine=None``:
+        refine only if it spans at most MAX_AUTO_SCENES scenes)."""
+        self._request(region, refine)
+
+    def segment_block_at(self, y: float, x: float) -> None:
+        """Segment the patch block under image pixel (y, x) ("Segment region here")."""
+        self._request(None, point=(float(y), float(x)))
+
+    def cancel(self) -> None:
+        """Stop after the patch batch in progress (finished patches are kept)."""
+        self._pending = None
+        if self.worker is not None:
+            self.status.emit("cancelling after this batch...")
+            self.worker.quit()
+
+    def mark_reviewed(self, region: Region | None = None) -> Region | None:
+        """Record ``region`` (default: the visible view) as checked by a person."""
+        from napari.utils.notifications import show_info, show_warning
+
+        if self.session is None:
+            show_warning("segment the image first: there is no label store yet")
+            return None
+        region = region or self.visible_region()
+        if region is None:
+            show_warning("no part of the image is in view")
+            return None
+        region = self.session.mark_reviewed(region)
+        show_info(f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
+        return region
+
+    def _request(
+        self, region: Region | None, refine: bool | None = True, point: tuple[float, float] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Start (or queue behind the running worker) one request.  ``quiet``
+        (requests the camera made): form problems go to the status line, not
+        to a notification on every pan."""
+        from napari.utils.notifications import show_error
+
+        try:
+            if self.get_settings is None:
+                raise GLNetError("open the GLNet widget first")
+            settings = self.get_settings()
+            if region is None and point is None:
+                region = self.visible_region(settings.layer)
+                if region is None:
+                    raise GLNetError("no part of the image is in view: pan or zoom to it")
+        except GLNetError as e:
+            if quiet:
+                self.status.emit(str(e))
+            else:
+                show_error(str(e))
+            return
+        region = None if region is None else tuple(int(v) for v in region)
+        request = _Request(settings, region, point, refine, self.threads)
+        if self.worker is not None:  # the old view's work stops at its next batch; then this starts
+            self._pending = request
+            self.worker.quit()
+            return
+        self._start(request)
+
+    def _start(self, request: _Request) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        try:
+            pixels = layer_pixels(request.settings.layer)
+        except GLNetError as e:
+            show_error(str(e))
+            self.busy.emit(False)
+            return
+        layer = request.settings.layer
+        self._placement = {"scale": tuple(layer.scale[-2:]), "translate": tuple(layer.translate[-2:])}
+        worker = create_worker(view_job, self._runner, request, layer_level0(layer), pixels, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(lambda: self._on_finished(worker))
+        self.worker = worker
+        self._pbar = _open_progress(self.cancel)
+        self.busy.emit(True)
+        self.status.emit("loading the checkpoint..." if self._runner.segmenter is None else "segmenting...")
+        worker.start()
+
+    # -- what the worker reports (main thread) -------------------------------------------
+    def _on_yielded(self, item) -> None:
+        if isinstance(item, RefineProgress):
+            if self._pbar is not None:
+                self._pbar.n = int(item.fraction * 1000)
+                self._pbar.refresh()
+            self.status.emit(f"refining: {item.tiles_done}/{item.tiles_total} tiles ({item.fraction:.0%})")
+            if item.written is not None:
+                self.refresh_labels()
+        elif isinstance(item, Overview):
+            self._show_overview(item)
+            self.status.emit("overview shown; refining...")
+        elif isinstance(item, _Ready):
+            self._on_ready(item)
+        elif isinstance(item, _Warn):
+            from napari.utils.notifications import show_warning
+
+            show_warning(item.message)
+
+    def _on_ready(self, ready: _Ready) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.device.emit(ready.device)
+        if ready.untrained:
+            show_warning("This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless.")
+        layers = self.viewer.layers
+        if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
+            self.session = ready.session
+            self._make_layers()
+        self.status.emit(f"segmenting on {ready.device}...")
+
+    def _on_returned(self, outcome) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(outcome, _Failed):
+            self.status.emit("failed")
+            show_error(outcome.message)
+        elif isinstance(outcome, _Done):
+            self.refresh_labels()
+            t, l, b, r = outcome.region
+            if outcome.refined:
+                self.status.emit(f"done: refined rows {t}-{b}, columns {l}-{r}")
+            else:
+                self.status.emit(f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)")
+
+    def _on_finished(self, worker) -> None:
+        if worker is not self.worker:
+            return
+        self.worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._start(pending)
+        else:
+            self.busy.emit(False)
+
+    # -- layers (main thread only) -------------------------------------------------------
+    def _make_layers(self) -> None:
+        session = self.session
+        colormap = label_colormap(session.classes)
+        features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
+        overview = session.current_overview()
+        place = overview_placement(overview.step, self._placement["scale"], self._placement["translate"])
+        layers = self.viewer.layers
+        for name in (OVERVIEW_NAME, LABELS_NAME):
+            if name in layers:
+                layers.remove(name)
+        self.viewer.add_labels(overview.labels, name=OVERVIEW_NAME, colormap=colormap, features=features,
+                               opacity=0.5, **place)  # fmt: skip
+        levels = session.display_levels(self._token())
+        labels = self.viewer.add_labels(
+            _layer_data(levels), name=LABELS_NAME, multiscale=len(levels) > 1, colormap=colormap,
+            features=features, opacity=0.5,
+            metadata={"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)},
+            **self._placement,
+        )  # fmt: skip
+        labels.editable = False
+        image = self._layer()
+        if image is not None and image in layers:  # keep the image selected: its keys and mode stay
+            layers.selection.active = image
+
+    @staticmethod
+    def _token() -> str:
+        """A name never used before for the store's dask graph: napari's dask
+        cache must not serve chunks read before a write."""
+        return uuid.uuid4().hex
+
+    def refresh_labels(self) -> None:
+        """Re-read the store into the labels layer (after a write), and hide
+        the overview where labels now are."""
+        if self.session is None or LABELS_NAME not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[LABELS_NAME]
+        layer.data = _layer_data(self.session.display_levels(self._token()))
+        layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
+        self._show_overview(self.session.current_overview())
+
+    def _show_overview(self, overview: Overview) -> None:
+        if OVERVIEW_NAME in self.viewer.layers:
+            self.viewer.layers[OVERVIEW_NAME].data = overview.labels
+
+    # -- viewer events -----------------------------------------------------------------
+    def _on_camera(self, _event=None) -> None:
+        if self.auto_refine:
+            self._timer.start()  # restarts: fires DEBOUNCE_MS after the last move
+
+    def _on_view_settled(self) -> None:
+        if self.auto_refine:
+            self._request(None, refine=None, quiet=True)
+
+    def _key_segment_view(self, _viewer=None) -> None:
+        self.segment_view()
+
+    def _key_cancel(self, _viewer=None) -> None:
+        self.cancel()
+
+    def _painting(self) -> bool:
+        from napari.layers import Labels
+
+        active = self.viewer.layers.selection.active
+        return isinstance(active, Labels) and str(active.mode) not in ("pan_zoom", "transform")
+
+    def _on_mouse_drag(self, _viewer, event):
+        """Right-click without drag (and not while painting) opens the GLNet menu."""
+        if event.button != 2 or self._painting():
+            return
+        start = np.asarray(event.pos, float)
+        position = tuple(event.position)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = moved or float(np.hypot(*(np.asarray(event.pos, float) - start))) > CLICK_TOLERANCE_PX
+            yield
+        if not moved:
+            self.open_context_menu(position)
+
+    # -- the context menu -------------------------------------------------------------------
+    def context_actions(self, world_position) -> list[tuple[str, Callable[[], Any] | None, str]]:
+        """(text, callback or None when disabled, tooltip) for a right-click at ``world_position``."""
+        at = self.data_position(world_position)
+        rect = self.rectangle_region()
+        return [
+            ("Segment region here", (lambda: self.segment_block_at(*at)) if at is not None else None,
+             "the patch block under the cursor"),
+            ("Segment visible view", self.segment_view, f"{KEYS['segment_view']}"),
+            ("Segment selected rectangle", (lambda: self.segment_region(rect)) if rect else None,
+             "the selected (or last) rectangle of the active Shapes layer"),
+            ("Mark region reviewed", (lambda: self.mark_reviewed(rect)) if self.session is not None else None,
+             "the selected rectangle, else the visible view: ready for retraining"),
+        ]  # fmt: skip
+
+    def open_context_menu(self, world_position):
+        """Build the menu for a click at ``world_position`` and pop it up at the cursor."""
+        from qtpy.QtGui import QCursor
+
+        self.last_menu = build_menu(self.context_actions(world_position))
+        self.last_menu.popup(QCursor.pos())
+        return self.last_menu
+
+
+def _layer_data(levels: list):
+    return levels if len(levels) > 1 else levels[0]
+
+
+def build_menu(actions: list[tuple[str, Callable[[], Any] | None, str]], parent=None):
+    """A QMenu with one action per entry (disabled where the callback is None);
+    showing it is the caller's business."""
+    from qtpy.QtWidgets import QMenu
+
+    menu = QMenu(parent)
+    menu.setToolTipsVisible(True)
+    for text, callback, tip in actions:
+        action = menu.addAction(text)
+        action.setToolTip(tip)
+        action.setEnabled(callback is not None)
+        if callback is not None:
+            action.triggered.connect(lambda _checked=False, cb=callback: cb())
+    return menu
+
+
+def _open_progress(on_cancel: Callable[[], None]):
+    """An activity-dock progress bar (0..1000) whose Cancel button stops the worker."""
+    from napari.utils import cancelable_progress
+
+    class _Progress(cancelable_progress):
+        def cancel(self) -> None:  # napari's calls the callback only when iterating
+            super().cancel()
+            on_cancel()
+
+    return _Progress(total=1000, desc="GLNet")
