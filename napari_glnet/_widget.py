@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from glnet.errors import GLNetError
 
+from ._review_widget import ReviewWidget
 from .controller import KEYS, Settings, ViewController
 from .session import ModelChoice, load_checkpoint_any
 
@@ -93,10 +94,14 @@ class SegmentWidget(QWidget):
         layout.addWidget(self._form.native)
         for label in (self.classes, self.note, self.status):  # a box layout gives wrapped text its height
             layout.addWidget(label.native)
+        self.controller = ViewController(napari_viewer, self.settings)
+        self.review = ReviewWidget(napari_viewer, self.controller.visible_region, lambda: self.image.value,
+                                   lambda: self._file(self.weights.value, "checkpoint"), self.set_checkpoint)
+        layout.addWidget(self.review)
         layout.addStretch(1)
         self.setLayout(layout)
-
-        self.controller = ViewController(napari_viewer, self.settings)
+        self.controller.store_ready.connect(self._on_store_ready)
+        self.controller.labels_written.connect(self.review.labels_written)
         self.controller.status.connect(self._set_status)
         self.controller.busy.connect(self._on_busy)
         self.controller.device.connect(lambda device: self._show_device_note(actual=device))
@@ -194,6 +199,11 @@ class SegmentWidget(QWidget):
         store = str(self.store.value) if str(self.store.value) not in ("", ".") else None
         return Settings(model, layer, store)
 
+    def _on_store_ready(self, store, layer) -> None:
+        self.review.set_store(store, layer)
+        if self.review.review is not None:  # accepted edits also hide the overview there
+            self.review.review.store_changed.connect(lambda _region: self.controller.refresh_labels())
+
     # -- for scripts and tests ---------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -209,4 +219,5 @@ class SegmentWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # the dock was closed: stop listening to the viewer
         self.controller.close()
+        self.review.close_review()
         super().closeEvent(event)

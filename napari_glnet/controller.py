@@ -229,6 +229,8 @@ class ViewController:
     status = Signal(str)
     busy = Signal(bool)
     device = Signal(str)  # "cpu" or "cuda", once a model is loaded
+    store_ready = Signal(object, object)  # (LabelStore, its labels layer) once layers show a session's store
+    labels_written = Signal(object)  # the region (top, left, bottom, right) of new predictions in the store
 
     def __init__(self, viewer: napari.viewer.Viewer, get_settings: Callable[[], Settings] | None = None):
         from qtpy.QtCore import QTimer
@@ -444,6 +446,7 @@ class ViewController:
             self.status.emit(f"refining: {item.tiles_done}/{item.tiles_total} tiles ({item.fraction:.0%})")
             if item.written is not None:
                 self.refresh_labels()
+                self.labels_written.emit(item.written)
         elif isinstance(item, Overview):
             self._show_overview(item)
             self.status.emit("overview shown; refining...")
@@ -514,6 +517,7 @@ class ViewController:
             **self._placement,
         )  # fmt: skip
         labels.editable = False
+        self.store_ready.emit(session.store, labels)
         image = self._layer()
         if image is not None and image in layers:  # keep the image selected: its keys and mode stay
             layers.selection.active = image

@@ -150,9 +150,7 @@ class IoUPanel(QWidget):
         viewer.scene.camera.events.center.connect(self._camera_moved)
         viewer.scene.camera.events.zoom.connect(self._camera_moved)
         if review is not None:
-            review.store_changed.connect(self._store_changed)
-            review.edit_changed.connect(self._edit_changed)
-            self._edit_changed(review.edit_layer)
+            self.set_review(review)
         if store is not None:
             self.set_store(store)
         self._layers_changed()
@@ -212,6 +210,19 @@ class IoUPanel(QWidget):
                 self.table.setItem(i, 1, QTableWidgetItem(f"{i} {info.name}"))
         self._layers_changed()
         self._rebuild_confusion()
+
+    def set_review(self, review: ReviewController) -> None:
+        """Follow ``review``'s edit layer and accepted edits (its store must be this panel's)."""
+        self.review = review
+        review.store_changed.connect(self.labels_changed)
+        review.edit_changed.connect(self._edit_changed)
+        self._edit_changed(review.edit_layer)
+
+    def labels_changed(self, region: Region) -> None:
+        """The store's labels changed in ``region`` (an accepted edit, new predictions): rescore."""
+        if self._confusion is not None:
+            self._confusion.invalidate(region)
+        self.schedule()
 
     def set_scope(self, scope: str) -> None:
         """"current view" or "whole image"."""
@@ -329,7 +340,7 @@ class IoUPanel(QWidget):
         self.viewer.scene.camera.events.center.disconnect(self._camera_moved)
         self.viewer.scene.camera.events.zoom.disconnect(self._camera_moved)
         if self.review is not None:
-            self.review.store_changed.disconnect(self._store_changed)
+            self.review.store_changed.disconnect(self.labels_changed)
             self.review.edit_changed.disconnect(self._edit_changed)
         self._watch_truth(None)
 
@@ -454,11 +465,6 @@ class IoUPanel(QWidget):
 
     def _truth_replaced(self, *_: Any) -> None:
         self._rebuild_confusion()
-
-    def _store_changed(self, region: Region) -> None:
-        if self._confusion is not None:
-            self._confusion.invalidate(region)
-        self.schedule()
 
     def _edit_changed(self, layer: Labels | None) -> None:
         if layer is not None:
