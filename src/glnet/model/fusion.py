@@ -51,7 +51,7 @@ def coverage(map_size: tuple[int, int], image_size: tuple[int, int], origins: li
     The count is separable (rows x columns), and so is bilinear resizing, so
     the full-resolution map is never built."""
     rows, cols = sorted({o[0] for o in origins}), sorted({o[1] for o in origins})
-    if len(set(origins)) == len(rows) * len(cols):  # a full grid: rows x columns
+    if len(set(origins)) == len(rows) * len(cols):  # a (sub)grid: every row with every column
         axes = [_axis_coverage(map_size, image_size, axis, starts, patch_size) for axis, starts in ((0, rows), (1, cols))]
         return torch.outer(axes[0], axes[1]).float()
     # a subset of the grid (coarse-to-fine): one separable term per patch
@@ -84,8 +84,6 @@ class LocalMerger:
         self.patch_size = patch_size
         self._canvas = [torch.zeros_like(m, dtype=torch.float32) for m in global_features.maps()]
         self._added: set[Origin] = set()
-        rows, cols = {o[0] for o in self.origins}, {o[1] for o in self.origins}
-        self._full = bool(self.origins) and len(set(self.origins)) == len(rows) * len(cols)
 
     def add(self, local: Features, origins: list[Origin]) -> None:
         for canvas, patch_maps in zip(self._canvas, local.maps()):
@@ -107,5 +105,6 @@ class LocalMerger:
             size = tuple(canvas.shape[-2:])
             cov = coverage(size, self.image_size, self.origins, self.patch_size).to(canvas.device)
             # with a subset of the patches (coarse-to-fine) some cells have none: they stay zero
-            out.append(canvas / cov if self._full else torch.where(cov > 0, canvas / cov.clamp_min(1e-12), 0.0))
+            # (elsewhere this is exactly canvas / cov)
+            out.append(torch.where(cov > 0, canvas / cov.clamp_min(1e-12), 0.0))
         return Features.from_maps(out)
