@@ -116,3 +116,24 @@ def test_refuses_to_overwrite_the_source(export_dir, poor_model, tmp_path):
     assert main(["finetune", "--from", str(poor_model), "--data", str(export_dir), "-o", str(poor_model),
                  "--overwrite", "--device", "cpu"]) == 2  # fmt: skip
     assert poor_model.read_bytes() == before
+
+
+@pytest.mark.slow  # ResNet-50 checkpoints in the authors' layout
+def test_any_checkpoint_starts_any_later_stage(authors_files, tmp_path):
+    """The authors' files (which do not record their mode) start fine-tuning:
+    their local2global continues with their global file as the fixed pass,
+    and their global2local gives the global stage its frozen global branch."""
+    from glnet.checkpoint import load_checkpoint as load
+
+    common = {"data": tmp_path, "output": tmp_path / "x.pt", "finetune": True, **TINY}
+    l2g = initial_checkpoint(TrainConfig(mode="local2global", init_from=authors_files["local"], init_mode="local2global",
+                                         global_from=authors_files["global"], **common))  # fmt: skip
+    authors_global = load(authors_files["global"], mode="global").model.state_dict()
+    fixed = l2g.global_model.state_dict()
+    assert all(torch.equal(fixed[k], v) for k, v in authors_global.items())
+    assert not any(p.requires_grad for p in l2g.global_model.parameters())
+    g = initial_checkpoint(TrainConfig(mode="global", init_from=authors_files["local"], init_mode="global2local", **common))
+    src = load(authors_files["local"], mode="global2local").model.state_dict()
+    assert g.mode == "global" and all(torch.equal(src[k], v) for k, v in g.model.state_dict().items())
+    with pytest.raises(GLNetError, match="starts from a global2local or local2global one"):
+        initial_checkpoint(TrainConfig(mode="local2global", init_from=authors_files["global"], init_mode="global", **common))

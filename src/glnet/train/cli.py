@@ -81,12 +81,12 @@ def add_parser(sub) -> None:
         "--from",
         dest="init_from",
         metavar="CKPT",
-        help="global2local: global ckpt; local2global: global2local ckpt",
+        help="global2local: global ckpt; local2global: global2local ckpt; global: a global ckpt to continue (optional)",
     )
     p.add_argument(
         "--global-from",
         metavar="CKPT",
-        help="local2global: the global checkpoint (fixed first pass)",
+        help="local2global: the global checkpoint (fixed first pass; default: --from's global branch)",
     )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument(

@@ -56,12 +56,11 @@ class TrainConfig:
     data: Path
     mode: str
     output: Path
-    init_from: Path | None = (
-        None  # global2local: a global checkpoint; local2global: a global2local one
-    )
-    global_from: Path | None = (
-        None  # local2global: the global checkpoint (fixed first pass)
-    )
+    # global2local: a global checkpoint; local2global: a global2local one;
+    # global: optional, a global checkpoint to continue (e.g. on other classes)
+    init_from: Path | None = None
+    # local2global: the global checkpoint of the fixed first pass (default: init_from's global branch)
+    global_from: Path | None = None
     epochs: int = 1
     batch_size: int = 6
     sub_batch_size: int = 6
@@ -77,7 +76,7 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     seed: int = 0
-    classes: ClassTable | None = None  # None: DeepGlobe, or the --from checkpoint's
+    classes: ClassTable | None = None  # None: the export manifest's, else the --from checkpoint's, else DeepGlobe
     exclude: tuple[int, ...] = (
         0,
     )  # classes left out of the validation mIoU (DeepGlobe: unknown)
