@@ -6,7 +6,8 @@ codecs and the ``glnet`` command line.  No Qt here.
 """
 
 from .checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
-from .classes import DEEPGLOBE, ClassInfo, ClassTable
+from .classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
+from .coarse import CoarseToFine
 from .engine import ImageSession, Progress, Segmentation, Segmenter
 from .errors import GLNetError
 from .metrics import ConfusionMatrix
@@ -15,5 +16,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GLNetCheckpoint", "load_checkpoint", "save_checkpoint", "DEEPGLOBE", "ClassInfo", "ClassTable",
+    "read_class_table", "CoarseToFine",
     "ImageSession", "Progress", "Segmentation", "Segmenter", "GLNetError", "ConfusionMatrix",
 ]

@@ -7,8 +7,13 @@ colour in napari, in colour masks and in metric reports.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from numbers import Integral
 from typing import Any
 
@@ -117,6 +122,58 @@ class ClassTable:
         n = int(n)
         colors = DEEPGLOBE.colors.tolist() if n == 7 else [_voc_color(i) for i in range(n)]
         return cls(tuple(ClassInfo(f"class {i}", tuple(c)) for i, c in enumerate(colors)))
+
+
+def _parse_color(value: Any, where: str) -> Any:
+    """``"#rrggbb"`` -> (r, g, b); anything else is left for ``_check_color``."""
+    if isinstance(value, str):
+        text = value.strip().lstrip("#")
+        if len(text) != 6:
+            raise GLNetError(f"{where}: colour must be #rrggbb, got {value!r}")
+        try:
+            return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))
+        except ValueError:
+            raise GLNetError(f"{where}: colour must be #rrggbb, got {value!r}") from None
+    return value
+
+
+def read_class_table(path: str | os.PathLike[str]) -> ClassTable:
+    """A class table from a file, the class index being the line/entry order.
+
+    ``.json``: a list of ``{"name": ..., "color": [r, g, b] or "#rrggbb"}``
+    (what ``ClassTable.to_list`` writes, so a checkpoint's or an export
+    manifest's ``classes`` can be copied out); anything else is read as CSV
+    lines ``name,#rrggbb`` (an optional ``name,color`` header is skipped).
+    Used by ``glnet train/finetune --classes`` to train on another class set."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GLNetError(f"cannot read the class table {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise GLNetError(f"{path} is not valid JSON: {exc}") from None
+        if isinstance(items, list):
+            items = [
+                {**item, "color": _parse_color(item.get("color"), f"{path} entry {i}")} if isinstance(item, Mapping) else item
+                for i, item in enumerate(items)
+            ]
+        return ClassTable.from_list(items)
+    items = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) != 2:
+            raise GLNetError(f"{path} line {n}: expected 'name,#rrggbb', got {','.join(row)!r}")
+        name, color = row[0].strip(), row[1].strip()
+        if not items and (name.lower(), color.lower()) == ("name", "color"):
+            continue
+        items.append({"name": name, "color": _parse_color(color, f"{path} line {n}")})
+    if not items:
+        raise GLNetError(f"{path} lists no classes")
+    return ClassTable.from_list(items)
 
 
 def _voc_color(i: int) -> tuple[int, int, int]:

@@ -53,6 +53,13 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=int, default=4, help="patches per local-branch batch (default 4)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: all CPUs this process may use)")
+    c = p.add_argument_group("coarse-to-fine (binary, imbalanced tasks)")
+    c.add_argument(
+        "--coarse-to-fine", action="store_true",
+        help="run the local branch only on patches near the global prediction's foreground (class != 0); "
+        "the others take the global prediction",
+    )  # fmt: skip
+    c.add_argument("--ctf-margin", type=int, default=64, metavar="PX", help="patches within PX of foreground count (default 64)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,10 +120,16 @@ def _segmenter(args):
 
     set_threads(args.threads)
     ckpt = load_checkpoint(args.weights, mode=args.mode, global_path=args.global_weights)
-    seg = Segmenter(ckpt, args.device, args.precision, args.batch_size, args.size_g, args.size_p)
+    seg = Segmenter(ckpt, args.device, args.precision, args.batch_size, args.size_g, args.size_p, _coarse_to_fine(args))
     if seg.device.type == "cpu":
         log.info("running on the CPU")
     return seg
+
+
+def _coarse_to_fine(args):
+    from .coarse import CoarseToFine
+
+    return CoarseToFine(margin=args.ctf_margin) if args.coarse_to_fine else None
 
 
 def _parse_region(text: str | None):
@@ -182,6 +195,8 @@ def cmd_segment(args) -> int:
         with atomic_write(logits_path) as f:
             np.save(f, result.logits.astype(np.float32, copy=False))
     print(f"wrote {out} ({result.labels.shape[1]}x{result.labels.shape[0]}, {seg.mode}, {seg.device.type})")
+    if seg.coarse_to_fine is not None:
+        print(f"coarse-to-fine: {result.patches_skipped} patch(es) skipped (global prediction used there)")
     return 0
 
 
@@ -200,7 +215,7 @@ def _segment_to_zarr(args, image_path: Path, out: Path) -> int:
         raise GLNetError("--logits, --color and --region apply to .png/.tif output, not to a .zarr label store")
     spec = ModelSpec(
         args.weights, args.mode, args.global_weights, args.device, args.precision,
-        args.batch_size, args.size_g, args.size_p, args.threads,
+        args.batch_size, args.size_g, args.size_p, args.threads, _coarse_to_fine(args),
     )  # fmt: skip
     with tqdm(desc=f"segment {image_path.name}", unit="scene", disable=None) as bar:
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import GLNetCheckpoint
+from .coarse import CoarseToFine, as_coarse_to_fine
+from .coarse import nearest_index as _nearest_index
 from .errors import GLNetError
 from .grid import PatchGrid
 from .model import EnsembleHead, GLNet, GlobalContext
@@ -59,12 +60,12 @@ class Segmentation:
     region: Region
     logits: np.ndarray  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
     labels: np.ndarray  # uint8 (h, w) class indices at full resolution
+    patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
 
 
-def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of each output pixel under F.interpolate(mode='nearest')."""
-    src = torch.arange(n_in, dtype=torch.float64).view(1, 1, n_in)
-    return F.interpolate(src, size=n_out, mode="nearest")[0, 0].long().numpy()
+def _logit_size(patch: int) -> int:
+    """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
+    return -(-(-(-patch // 2)) // 2)
 
 
 def _label_dtype(num_classes: int) -> type:
@@ -92,6 +93,7 @@ class PatchResults:
     origins: list[tuple[int, int]]  # top-left of each patch
     patch: tuple[int, int]  # patch height, width (global mode: the padded image)
     logits: np.ndarray  # float32 (n, C, h, w), one per origin
+    skipped: np.ndarray | None = None  # bool (n,): coarse-to-fine filled these from the global prediction
 
     @property
     def num_classes(self) -> int:
@@ -114,11 +116,14 @@ class PatchResults:
         cols_of = _nearest_index(self.logits.shape[3], pw)
         canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
         count = np.zeros((bottom - top, right - left), np.float32)
-        for (t, l), logits in zip(self.origins, self.logits):
+        skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
+        n_skipped = 0
+        for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
             y0, y1 = max(t, top), min(t + ph, bottom)
             x0, x1 = max(l, left), min(l + pw, right)
             if y0 >= y1 or x0 >= x1:
                 continue
+            n_skipped += int(skip)
             up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
             canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
             count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
@@ -126,7 +131,7 @@ class PatchResults:
             raise GLNetError(f"region {region} is not covered by the computed patches")
         labels = canvas.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
         canvas /= count
-        return Segmentation(region, canvas, labels)
+        return Segmentation(region, canvas, labels, n_skipped)
 
 
 class Segmenter:
@@ -144,7 +149,11 @@ class Segmenter:
         batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
+        coarse_to_fine: CoarseToFine | bool | None = None,
     ):
+        """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
+        the global prediction's foreground skip the local branch (see
+        ``glnet.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {batch_size}")
         self.checkpoint = checkpoint
@@ -160,6 +169,7 @@ class Segmenter:
             if value < 32:
                 raise GLNetError(f"{name} must be at least 32 px, got {value}")
         self.num_classes = checkpoint.config.num_classes
+        self.coarse_to_fine = as_coarse_to_fine(coarse_to_fine) if self.mode != "global" else None
         return_freed_memory_promptly()
         self.model = self._place(checkpoint.model)
         self.global_model = self._place(checkpoint.global_model) if checkpoint.global_model is not None else None
@@ -215,6 +225,8 @@ class ImageSession:
         self._merger: LocalMerger | None = None
         self._local_part: dict[int, torch.Tensor] = {}  # ensemble logits (l2g: local half only)
         self._global_logits: torch.Tensor | None = None
+        self._fine: list[int] | None = None  # coarse-to-fine: the patches the local branch runs
+        self._fine_set: set[int] | None = None
 
     # -- pieces --------------------------------------------------------
     def global_image(self) -> torch.Tensor:
@@ -265,7 +277,8 @@ class ImageSession:
         local = seg.model.local_pyramid(self._patches(indices), crops)
         if seg.mode == "local2global":
             if self._merger is None:
-                self._merger = LocalMerger(ctx.features, self.padded_size, self.origins, seg.size_p)
+                fine = [self.origins[i] for i in self.fine_patches()]
+                self._merger = LocalMerger(ctx.features, self.padded_size, fine, seg.size_p)
             self._merger.add(local, origins)
         parts = seg.model.fpn_local.ps3_parts(local, crops)
         del local  # from here on only the four ps2 maps (inside parts) are needed
@@ -278,6 +291,48 @@ class ImageSession:
     def _global_part(self, ctx: GlobalContext, origins, like: torch.Tensor) -> torch.Tensor:
         ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
         return self.seg.head.global_part(ps3_crop, tuple(like.shape[-2:]))
+
+    # -- coarse-to-fine ------------------------------------------------
+    def fine_patches(self) -> list[int]:
+        """Indices of the patches the local branch runs: all of them, or with
+        coarse-to-fine those near the global prediction's foreground (this
+        computes the global logits)."""
+        if self._fine is None:
+            ctf = self.seg.coarse_to_fine
+            if ctf is None or self.seg.mode == "global":
+                self._fine = list(range(len(self.origins)))
+            else:
+                fg = ctf.foreground(self.global_logits().argmax(0).numpy())
+                near = ctf.near(fg, self.padded_size, self.origins, self.seg.size_p)
+                self._fine = [i for i, keep in enumerate(near) if keep]
+                log.info("coarse-to-fine: %d of %d patches skipped", len(self.origins) - len(self._fine), len(self.origins))
+        return self._fine
+
+    @property
+    def patches_skipped(self) -> int:
+        """How many of the image's patches coarse-to-fine leaves to the global prediction."""
+        return len(self.origins) - len(self.fine_patches()) if self.seg.mode != "global" else 0
+
+    def _is_skipped(self, i: int) -> bool:
+        if self.seg.coarse_to_fine is None:
+            return False
+        if self._fine_set is None:
+            self._fine_set = set(self.fine_patches())
+        return i not in self._fine_set
+
+    def _skipped_logits(self, i: int) -> torch.Tensor:
+        """A skipped patch's logits at the patches' 1/4 scale: the global
+        logits nearest-sampled at the full-resolution pixels the patch's
+        logit cells stand for (the global-mode upsampling)."""
+        g = self.global_logits()
+        p, q = self.seg.size_p, _logit_size(self.seg.size_p)
+        t, l = self.origins[i]
+        cell = _nearest_index(q, p)  # patch pixel -> the logit cell it shows
+        bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and p
+        middle = (bounds[:-1] + bounds[1:] - 1) // 2
+        rows = _nearest_index(g.shape[1], self.padded_size[0])[t + middle]
+        cols = _nearest_index(g.shape[2], self.padded_size[1])[l + middle]
+        return g[:, rows][:, :, cols]
 
     # -- the work loop -------------------------------------------------
     def patches_for(self, region: Region | None) -> list[int]:
@@ -294,9 +349,10 @@ class ImageSession:
             self.global_logits()
             yield Progress("global", 1, 1)
             return
-        # local2global's global pass needs every patch's maps once per image
+        # local2global's global pass needs every (fine) patch's maps once per image
+        fine = set(self.fine_patches())
         todo = list(range(len(self.origins))) if seg.mode == "local2global" else self.patches_for(region)
-        todo = [i for i in todo if i not in self._local_part]
+        todo = [i for i in todo if i not in self._local_part and i in fine]
         total = len(todo)
         ctx = self._ctx()
         yield Progress("global", 0, total)
@@ -305,13 +361,15 @@ class ImageSession:
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._local_batch(batch, ctx)
             yield Progress("local", start + len(batch), total)
-        if seg.mode == "local2global" and self._refined is None:
+        if seg.mode == "local2global" and self._refined is None and fine:
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._refined = seg.model.refine_global(self._image_g, self._merger.result())
             self._merger = None  # the merged maps are not needed any more
             yield Progress("refine", total, total)
 
     def _patch_logits(self, i: int) -> torch.Tensor:
+        if self._is_skipped(i):
+            return self._skipped_logits(i)
         part = self._local_part[i]
         if self.seg.mode == "local2global":
             with torch.inference_mode(), autocast(self.seg.device, self.seg.precision):
@@ -338,7 +396,7 @@ class ImageSession:
             labels = self.global_labels(np.arange(top, bottom), np.arange(left, right))
             return Segmentation(box, self.global_logits().numpy(), labels)
         needed = self.patches_for(region)
-        if any(i not in self._local_part for i in needed) or (self.seg.mode == "local2global" and self._refined is None):
+        if not self._done(needed):
             raise GLNetError("the region has not been computed yet: iterate run(region) to the end first")
         return self._patch_results(needed).result(box)
 
@@ -347,8 +405,16 @@ class ImageSession:
         """Every patch (and local2global's refined global pass) is done."""
         if self.seg.mode == "global":
             return self._global_logits is not None
-        done = len(self._local_part) == len(self.origins)
-        return done and (self.seg.mode != "local2global" or self._refined is not None)
+        return self._done(range(len(self.origins)))
+
+    def _done(self, indices) -> bool:
+        """The patches ``indices`` (and local2global's refined pass) are computed."""
+        if self.seg.coarse_to_fine is not None and self._fine is None:
+            return False
+        fine = set(self.fine_patches())
+        if any(i in fine and i not in self._local_part for i in indices):
+            return False
+        return self.seg.mode != "local2global" or self._refined is not None or not fine
 
     def region_results(self, region: Region) -> "PatchResults":
         """The patches ``region`` needs, as a compact value (run(region) must have finished)."""
@@ -359,7 +425,8 @@ class ImageSession:
     def _patch_results(self, indices: list[int]) -> "PatchResults":
         p = self.seg.size_p
         logits = torch.stack([self._patch_logits(i) for i in indices]).numpy()
-        return PatchResults((self.height, self.width), [self.origins[i] for i in indices], (p, p), logits)
+        skipped = np.array([self._is_skipped(i) for i in indices], bool) if self.seg.coarse_to_fine else None
+        return PatchResults((self.height, self.width), [self.origins[i] for i in indices], (p, p), logits, skipped)
 
     def finished(self) -> "PatchResults":
         """The whole image's results as a compact value (C x size_p/4 squared
@@ -368,8 +435,7 @@ class ImageSession:
         if self.seg.mode == "global":
             g = self.global_logits().numpy()[None]
             return PatchResults((self.height, self.width), [(0, 0)], self.padded_size, g)
-        missing = [i for i in range(len(self.origins)) if i not in self._local_part]
-        if missing or (self.seg.mode == "local2global" and self._refined is None):
+        if not self.complete:
             raise GLNetError("the image has not been computed yet: iterate run() to the end first")
         return self._patch_results(list(range(len(self.origins))))
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from glnet.atomic import atomic_write
+from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.labels import write_label
 from glnet.labelstore import LabelStore, Region
@@ -212,6 +213,21 @@ def read_export(path: str | os.PathLike[str]) -> list[tuple[Path, Path, str]]:
                 raise GLNetError(f"{manifest_path}: tile {i} file {p.name} is missing")
         out.append((image, mask, t["split"]))
     return out
+
+
+def export_classes(path: str | os.PathLike[str]) -> ClassTable | None:
+    """The class table an export's manifest records, or None for a folder
+    without one (a DeepGlobe-layout folder says nothing about its classes)."""
+    manifest_path = Path(path) / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GLNetError(f"cannot read {manifest_path}: {exc}") from None
+    if not isinstance(manifest, dict) or "classes" not in manifest:
+        return None
+    return ClassTable.from_list(manifest["classes"])
 
 
 def _read_deepglobe(folder: Path) -> list[tuple[Path, Path, str]]:

@@ -120,7 +120,7 @@ def blend(grid: SceneGrid, region: Region, parts: dict[int, Segmentation]) -> Se
     order = sorted(parts)
     if len(order) == 1:
         only = parts[order[0]]
-        return Segmentation(region, only.logits, only.labels)
+        return Segmentation(region, only.logits, only.labels, only.patches_skipped)
     top, left, bottom, right = region
     first = parts[order[0]]
     logits = np.zeros((first.logits.shape[0], bottom - top, right - left), np.float32)
@@ -140,7 +140,7 @@ def blend(grid: SceneGrid, region: Region, parts: dict[int, Segmentation]) -> Se
     labels = logits.argmax(0).astype(first.labels.dtype)
     single = covers == 1
     labels[single] = owner[single]  # one scene there: its own labels, untouched by the division
-    return Segmentation(region, logits, labels)
+    return Segmentation(region, logits, labels, sum(p.patches_skipped for p in parts.values()))
 
 
 class SceneSession:
@@ -244,5 +244,5 @@ class SceneSession:
                 seg = self._partial[i].result(local)
             else:
                 raise GLNetError(f"scene {i} has not been computed yet: iterate run(region) to the end first")
-            parts[i] = Segmentation(sub, seg.logits, seg.labels)
+            parts[i] = Segmentation(sub, seg.logits, seg.labels, seg.patches_skipped)
         return blend(self.grid, box, parts)

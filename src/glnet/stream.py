@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .coarse import CoarseToFine
 from .engine import PatchResults, Region, Segmentation, Segmenter
 from .errors import GLNetError
 from .labelstore import LabelStore
@@ -52,6 +53,7 @@ class ModelSpec:
     size_g: int | None = None
     size_p: int | None = None
     threads: int | None = None
+    coarse_to_fine: CoarseToFine | None = None
 
     def segmenter(self) -> Segmenter:
         return _cached_segmenter(self)
@@ -68,8 +70,20 @@ def _cached_segmenter(spec: ModelSpec) -> Segmenter:
         set_threads(spec.threads)
         ckpt = load_checkpoint(spec.weights, mode=spec.mode, global_path=spec.global_weights)
         _SEGMENTERS.clear()  # one model per process
-        _SEGMENTERS[spec] = Segmenter(ckpt, spec.device, spec.precision, spec.batch_size, spec.size_g, spec.size_p)
+        _SEGMENTERS[spec] = Segmenter(
+            ckpt, spec.device, spec.precision, spec.batch_size, spec.size_g, spec.size_p, spec.coarse_to_fine
+        )
     return _SEGMENTERS[spec]
+
+
+def _model_record(spec: ModelSpec) -> dict:
+    """What of the model settings a resumed run must share, JSON-shaped (so
+    it compares equal after a round trip through the store's attributes)."""
+    record = {k: v for k, v in asdict(spec).items() if k not in ("device", "batch_size", "threads", "coarse_to_fine")}
+    if spec.coarse_to_fine is not None:  # absent when off: stores written before the option still resume
+        ctf = spec.coarse_to_fine
+        record["coarse_to_fine"] = {"margin": ctf.margin, "background": list(ctf.background)}
+    return record
 
 
 def open_level0(image_path: str):
@@ -110,7 +124,8 @@ class _SceneFiles:
 
     def save(self, index: int, result: PatchResults) -> None:
         with atomic_write(self._path(index)) as f:
-            np.savez(f, size=result.size, origins=np.array(result.origins), patch=result.patch, logits=result.logits)
+            extra = {} if result.skipped is None else {"skipped": result.skipped}
+            np.savez(f, size=result.size, origins=np.array(result.origins), patch=result.patch, logits=result.logits, **extra)
         self._remember(index, result)
 
     def load(self, index: int) -> PatchResults:
@@ -123,6 +138,7 @@ class _SceneFiles:
                 [tuple(int(v) for v in o) for o in z["origins"]],
                 tuple(int(v) for v in z["patch"]),
                 z["logits"],
+                z["skipped"] if "skipped" in z.files else None,
             )
         self._remember(index, result)
         return result
@@ -143,7 +159,7 @@ def _block_result(grid: SceneGrid, scenes: _SceneFiles, block: Region) -> Segmen
         t, l, _, _ = grid.boxes[i]
         sub = intersect(block, grid.boxes[i])
         seg = scenes.load(i).result(shift(sub, -t, -l))
-        parts[i] = Segmentation(sub, seg.logits, seg.labels)
+        parts[i] = Segmentation(sub, seg.logits, seg.labels, seg.patches_skipped)
     return blend(grid, block, parts)
 
 
@@ -180,7 +196,7 @@ def segment_to_store(
     run = {
         "image": str(Path(image_path).resolve()),
         "shape": list(shape),
-        "model": {k: v for k, v in asdict(spec).items() if k not in ("device", "batch_size", "threads")},
+        "model": _model_record(spec),
         "mode": seg.mode,
         "scene_size": grid.scene,
         "overlap": grid.overlap,

@@ -2,6 +2,6 @@
 
 from .ensemble_head import EnsembleHead
 from .fpn import Features
-from .glnet import MODES, GLNet, GLNetConfig, GlobalContext
+from .glnet import CLASSIFIERS, MODES, GLNet, GLNetConfig, GlobalContext
 
-__all__ = ["GLNet", "GLNetConfig", "GlobalContext", "Features", "EnsembleHead", "MODES"]
+__all__ = ["CLASSIFIERS", "GLNet", "GLNetConfig", "GlobalContext", "Features", "EnsembleHead", "MODES"]

@@ -97,6 +97,21 @@ class GlobalFPN(_FPNBase):
                 setattr(self, name, conv)
             self.smooth = nn.Conv2d(4 * width, 2 * width, 3, padding=1)
 
+    def ext_layers(self) -> list[nn.Conv2d]:
+        """The layers only the local2global path uses: the ``_ext`` twins and ``smooth``."""
+        if not self.with_ext:
+            return []
+        return [m for name, m in self.named_children() if name.endswith("_ext") or name == "smooth"]
+
+    def init_ext(self, generator: torch.Generator | None = None) -> None:
+        """The authors' random init (normal std 0.01, zero bias) of the
+        local2global layers, which start from scratch in that stage; a
+        ``generator`` makes it repeatable."""
+        with torch.no_grad():
+            for m in self.ext_layers():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * 0.01)
+                m.bias.zero_()
+
     def forward(self, c: tuple[Tensor, ...]) -> tuple[Features, Tensor]:
         """Plain path: the pyramid and ps3 (the upsampled concatenation)."""
         c2, c3, c4, c5 = c

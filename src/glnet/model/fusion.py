@@ -50,14 +50,27 @@ def coverage(map_size: tuple[int, int], image_size: tuple[int, int], origins: li
 
     The count is separable (rows x columns), and so is bilinear resizing, so
     the full-resolution map is never built."""
-    axes = []
-    for axis in (0, 1):
-        n = image_size[axis]
-        count = torch.zeros(n, dtype=torch.float64)
-        for start in sorted({o[axis] for o in origins}):
-            count[start : start + patch_size] += 1
-        axes.append(resize_matrix((n, map_size[axis]), count) @ count)
-    return torch.outer(axes[0], axes[1]).float()
+    rows, cols = sorted({o[0] for o in origins}), sorted({o[1] for o in origins})
+    if len(set(origins)) == len(rows) * len(cols):  # a (sub)grid: every row with every column
+        axes = [_axis_coverage(map_size, image_size, axis, starts, patch_size) for axis, starts in ((0, rows), (1, cols))]
+        return torch.outer(axes[0], axes[1]).float()
+    # a subset of the grid (coarse-to-fine): one separable term per patch
+    total = torch.zeros(map_size, dtype=torch.float64)
+    for top, left in sorted(set(origins)):
+        total += torch.outer(
+            _axis_coverage(map_size, image_size, 0, [top], patch_size),
+            _axis_coverage(map_size, image_size, 1, [left], patch_size),
+        )
+    return total.float()
+
+
+def _axis_coverage(map_size, image_size, axis: int, starts: list[int], patch_size: int) -> Tensor:
+    """The count of patches starting at ``starts`` along one axis, resized to the map."""
+    n = image_size[axis]
+    count = torch.zeros(n, dtype=torch.float64)
+    for start in starts:
+        count[start : start + patch_size] += 1
+    return resize_matrix((n, map_size[axis]), count) @ count
 
 
 class LocalMerger:
@@ -91,5 +104,7 @@ class LocalMerger:
         for canvas in self._canvas:
             size = tuple(canvas.shape[-2:])
             cov = coverage(size, self.image_size, self.origins, self.patch_size).to(canvas.device)
-            out.append(canvas / cov)
+            # with a subset of the patches (coarse-to-fine) some cells have none: they stay zero
+            # (elsewhere this is exactly canvas / cov)
+            out.append(torch.where(cov > 0, canvas / cov.clamp_min(1e-12), 0.0))
         return Features.from_maps(out)

@@ -9,7 +9,7 @@ and passed to every patch batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
@@ -18,6 +18,22 @@ from .resnet import resnet
 from .upsampled_conv import Upsampled, conv_over_concat
 
 MODES = ("global", "global2local", "local2global")
+# the layers with one output channel per class (all others are class-agnostic)
+CLASSIFIERS = ("fpn_global.classify", "fpn_local.classify", "ensemble_conv")
+
+
+def _init_head_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """The authors' initialisation of every FPN head conv: normal(std 0.01), zero bias."""
+    nn.init.normal_(conv.weight, std=0.01)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _ensemble_conv(width: int, num_classes: int) -> nn.Conv2d:
+    """The authors' ensemble conv: normal(std 0.01) weights, PyTorch's default bias."""
+    conv = nn.Conv2d(4 * width, num_classes, kernel_size=3, padding=1)
+    nn.init.normal_(conv.weight, std=0.01)
+    return conv
 
 
 @dataclass(frozen=True)
@@ -48,13 +64,26 @@ class GLNet(nn.Module):
         if not global_only:
             self.resnet_local = resnet(config.backbone, config.backbone_width)
             self.fpn_local = LocalFPN(channels, c, width)
-            self.ensemble_conv = nn.Conv2d(4 * width, c, kernel_size=3, padding=1)
-            nn.init.normal_(self.ensemble_conv.weight, std=0.01)
+            self.ensemble_conv = _ensemble_conv(width, c)
         heads = [self.fpn_global] + ([] if global_only else [self.fpn_local])
-        for head in heads:  # the authors' initialisation of the FPN heads
+        for head in heads:
             for m in head.children():
-                nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+                _init_head_conv(m)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Fresh classifier layers (``CLASSIFIERS``) for ``num_classes``, with
+        the authors' init; every other weight is kept.
+
+        What training on another class set needs (e.g. a DeepGlobe model
+        turned into buildings vs background): the features transfer, only the
+        layers that output one channel per class cannot."""
+        device = self.fpn_global.classify.weight.device
+        width = self.config.fpn_width
+        self.config = replace(self.config, num_classes=num_classes)
+        self.fpn_global.classify = _init_head_conv(nn.Conv2d(2 * width, num_classes, 3, padding=1)).to(device)
+        if not self.global_only:
+            self.fpn_local.classify = _init_head_conv(nn.Conv2d(2 * width, num_classes, 3, padding=1)).to(device)
+            self.ensemble_conv = _ensemble_conv(width, num_classes).to(device)
 
     # -- global branch -------------------------------------------------
     def global_context(self, image_g: Tensor) -> GlobalContext:
@@ -73,6 +102,13 @@ class GLNet(nn.Module):
     def local_pyramid(self, patches: Tensor, crops: Features) -> Features:
         return self.fpn_local.pyramid(self.resnet_local(patches), crops)
 
+    def local_train(self, patches: Tensor, crops: Features) -> tuple[Features, Tensor, Tensor]:
+        """Training path of the local branch: its pyramid (what local2global
+        merges), ps3 (what the ensemble and the feature-map regulariser need)
+        and the local logits.  Inference uses ``local_pyramid`` instead, which
+        never materialises the 512-channel ps3."""
+        return self.fpn_local(self.resnet_local(patches), crops)
+
     def ensemble(self, ps3_local: Tensor, ps3_global_crop: Tensor) -> Tensor:
         """ensemble_conv(cat(local ps3, global ps3 crop resized to it))."""
         size = tuple(ps3_local.shape[-2:])
@@ -80,4 +116,4 @@ class GLNet(nn.Module):
         return conv_over_concat(self.ensemble_conv.weight, self.ensemble_conv.bias, parts)
 
 
-__all__ = ["GLNet", "GLNetConfig", "GlobalContext", "MODES"]
+__all__ = ["CLASSIFIERS", "GLNet", "GLNetConfig", "GlobalContext", "MODES"]

@@ -5,13 +5,18 @@ focal loss on 1/4-scale targets, Adam with a poly schedule, one optimiser
 step per batch of images with the patches of each image in sub-batches.
 """
 
-from .loop import TrainConfig, train
+from .finetune import FinetuneConfig, FinetuneResult, finetune
+from .loop import TrainConfig, TrainingStopped, train
 from .losses import FM_REG_WEIGHT, fm_regularisation, focal_loss, quarter_labels
 
 __all__ = [
     "FM_REG_WEIGHT",
+    "FinetuneConfig",
+    "FinetuneResult",
     "TrainConfig",
+    "TrainingStopped",
     "fm_regularisation",
+    "finetune",
     "focal_loss",
     "quarter_labels",
     "train",

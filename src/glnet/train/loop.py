@@ -25,14 +25,17 @@ import numpy as np
 import torch
 
 from ..checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
-from ..classes import DEEPGLOBE, ClassTable
+from ..classes import ClassTable
 from ..errors import GLNetError
 from ..export import read_export
 from ..metrics import ConfusionMatrix
-from ..model import MODES, GLNet, GLNetConfig
+from ..model import MODES, GLNet
 from ..model.resnet import BACKBONES
 from ..runtime import autocast, resolve_device
+from ..coarse import CoarseToFine
 from .data import SegmentationData, prepare, split_entries
+from .plot import write_plot
+from .start import initial_checkpoint
 from .steps import freeze, set_train_mode, train_step, trained_parts
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,11 @@ class TrainConfig:
     data: Path
     mode: str
     output: Path
-    init_from: Path | None = (
-        None  # global2local: a global checkpoint; local2global: a global2local one
-    )
-    global_from: Path | None = (
-        None  # local2global: the global checkpoint (fixed first pass)
-    )
+    # global2local: a global checkpoint; local2global: a global2local one;
+    # global: optional, a global checkpoint to continue (e.g. on other classes)
+    init_from: Path | None = None
+    # local2global: the global checkpoint of the fixed first pass (default: init_from's global branch)
+    global_from: Path | None = None
     epochs: int = 1
     batch_size: int = 6
     sub_batch_size: int = 6
@@ -74,16 +76,31 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     seed: int = 0
-    classes: ClassTable | None = None  # None: DeepGlobe, or the --from checkpoint's
+    classes: ClassTable | None = None  # None: the export manifest's, else the --from checkpoint's, else DeepGlobe
     exclude: tuple[int, ...] = (
         0,
     )  # classes left out of the validation mIoU (DeepGlobe: unknown)
+    # fine-tuning: init_from may be a checkpoint of any mode (see glnet.train.start)
+    finetune: bool = False
+    init_mode: str | None = None  # the mode of an authors' init_from file (theirs do not record it)
+    # global2local/local2global: train only on patches near (proposed or true) foreground
+    coarse_to_fine: CoarseToFine | None = None
 
 
 def sibling(output: Path, tag: str) -> Path:
     """model.pt -> model.<tag>.pt (the last checkpoint, the CSV log)."""
     suffix = ".csv" if tag == "log" else output.suffix
     return output.with_name(f"{output.stem}.{tag}{suffix}")
+
+
+def plot_path(output: Path) -> Path:
+    """model.pt -> model.log.png, the loss and mIoU curves beside the CSV log."""
+    return output.with_name(f"{output.stem}.log.png")
+
+
+def written_files(output: Path) -> list[Path]:
+    """Every file ``train`` writes for ``output``."""
+    return [output, sibling(output, "last"), sibling(output, "log"), plot_path(output)]
 
 
 def _check(config: TrainConfig) -> None:
@@ -94,10 +111,10 @@ def _check(config: TrainConfig) -> None:
         raise GLNetError(
             f"{config.mode} training starts from {need} checkpoint: pass --from"
         )
-    if config.mode == "local2global" and config.global_from is None:
-        raise GLNetError(
-            "local2global training needs the global checkpoint for its fixed first pass: pass --global-from"
-        )
+    if config.coarse_to_fine is not None and config.mode == "global":
+        raise GLNetError("--coarse-to-fine chooses the local branch's patches: it applies to global2local and local2global")
+    if config.init_mode is not None and config.init_mode not in MODES:
+        raise GLNetError(f"unknown --mode {config.init_mode!r} for --from: use one of {', '.join(MODES)}")
     for name in ("epochs", "batch_size", "sub_batch_size"):
         if getattr(config, name) < 1:
             raise GLNetError(
@@ -113,91 +130,6 @@ def _check(config: TrainConfig) -> None:
         raise GLNetError(
             f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}"
         )
-
-
-def _load(path: Path, mode: str) -> GLNetCheckpoint:
-    ckpt = load_checkpoint(path)
-    if ckpt.mode != mode:
-        raise GLNetError(
-            f"{path} is a {ckpt.mode} checkpoint; a {mode} one is needed here"
-        )
-    return ckpt
-
-
-def _reinit_ext(model: GLNet, seed: int) -> None:
-    """local2global's ``_ext`` layers start from the authors' random init
-    (normal std 0.01, zero bias), seeded so runs repeat."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, m in model.fpn_global.named_children():
-            if name.endswith("_ext") or name == "smooth":
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.01)
-                m.bias.zero_()
-
-
-def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
-    """The stage's starting model: random (global), the global branch of a
-    global checkpoint (global2local), or a global2local checkpoint with fresh
-    ``_ext`` layers plus the fixed global model (local2global)."""
-    torch.manual_seed(config.seed)
-    if config.mode == "global":
-        classes = config.classes or DEEPGLOBE
-        cfg = GLNetConfig(
-            len(classes), config.backbone or "resnet50", config.fpn_width or 256, config.backbone_width or 64
-        )
-        return GLNetCheckpoint(
-            "global",
-            GLNet(cfg, global_only=True),
-            classes,
-            size_g=config.size_g,
-            size_p=config.size_p,
-        )
-    src = _load(
-        config.init_from, "global" if config.mode == "global2local" else "global2local"
-    )
-    cfg = src.config
-    for name in ("backbone", "fpn_width", "backbone_width"):
-        asked = getattr(config, name)
-        if asked is not None and asked != getattr(cfg, name):
-            raise GLNetError(
-                f"--{name.replace('_', '-')} {asked} differs from {config.init_from}'s {getattr(cfg, name)}"
-            )
-    if config.classes is not None and config.classes != src.classes:
-        raise GLNetError(
-            f"the class table differs from {config.init_from}'s (changing classes is not supported yet)"
-        )
-    if config.mode == "global2local":
-        model = GLNet(cfg)
-        for name in ("resnet_global", "fpn_global"):
-            missing, _ = getattr(model, name).load_state_dict(
-                getattr(src.model, name).state_dict(), strict=False
-            )
-            if any("_ext" not in k and not k.startswith("smooth.") for k in missing):
-                raise GLNetError(
-                    f"{config.init_from}: global branch incomplete ({missing[:3]})"
-                )
-        return GLNetCheckpoint(
-            "global2local",
-            model,
-            src.classes,
-            size_g=config.size_g,
-            size_p=config.size_p,
-        )
-    model = src.model
-    _reinit_ext(model, config.seed)
-    fixed = _load(config.global_from, "global")
-    if fixed.config.num_classes != cfg.num_classes:
-        raise GLNetError(
-            f"{config.global_from} predicts {fixed.config.num_classes} classes, {config.init_from} {cfg.num_classes}"
-        )
-    return GLNetCheckpoint(
-        "local2global",
-        model,
-        src.classes,
-        freeze(fixed.model),
-        size_g=config.size_g,
-        size_p=config.size_p,
-    )
 
 
 def _optimizer(model: GLNet, mode: str, lr: float) -> torch.optim.Adam:
@@ -276,8 +208,39 @@ def _write_log(path: Path, row: dict, epoch: int) -> None:
         w.writerows(rows)
 
 
-def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
-    """Train one stage; returns the path of the best checkpoint."""
+def split_data(config: TrainConfig) -> tuple[list, list]:
+    """(train, validation) entries of ``config``: ``--val``'s folder, else the
+    data's own split (an export's manifest), else a seeded ``val_fraction``.
+    A pure function of the config, so a caller (fine-tuning) can score the
+    same held-out images that training validates on."""
+    entries = read_export(config.data)
+    val_entries = (
+        [(i, m, "val") for i, m, _ in read_export(config.val)] if config.val else []
+    )
+    train_entries, split_val = split_entries(
+        entries, 0.0 if config.val else config.val_fraction, config.seed
+    )
+    return train_entries, val_entries or split_val
+
+
+class TrainingStopped(GLNetError):
+    """``should_stop`` asked to stop; the epochs finished before are saved."""
+
+    def __init__(self, epochs_done: int):
+        super().__init__(f"training stopped after {epochs_done} complete epoch(s)")
+        self.epochs_done = epochs_done
+
+
+def train(
+    config: TrainConfig,
+    on_batch: BatchCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Train one stage; returns the path of the best checkpoint.
+
+    ``should_stop()`` is asked after every batch (a GUI's cancel button): when
+    it returns True the epoch is abandoned and ``TrainingStopped`` raised;
+    checkpoints and logs of the finished epochs stay."""
     _check(config)
     config.lr = config.lr if config.lr is not None else DEFAULT_LR[config.mode]
     device = resolve_device(config.device)
@@ -287,15 +250,7 @@ def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
         sibling(Path(config.output), "last"),
         sibling(Path(config.output), "log"),
     )
-
-    entries = read_export(config.data)
-    val_entries = (
-        [(i, m, "val") for i, m, _ in read_export(config.val)] if config.val else []
-    )
-    train_entries, split_val = split_entries(
-        entries, 0.0 if config.val else config.val_fraction, config.seed
-    )
-    val_entries = val_entries or split_val
+    train_entries, val_entries = split_data(config)
     state = None
     if config.resume:
         if not last_path.is_file():
@@ -365,18 +320,23 @@ def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
                 global_model,
                 config.precision,
                 backward,
+                config.coarse_to_fine,
             )
             if not np.isfinite(loss):
                 raise GLNetError(
                     f"the loss became {loss} in epoch {epoch + 1}: lower --lr or use --precision fp32"
                 )
-            scaler.step(optimizer)
-            scaler.update()
+            if any(p.grad is not None for g in optimizer.param_groups for p in g["params"]):
+                scaler.step(optimizer)  # (coarse-to-fine may leave a batch without patches)
+                scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             losses.append(loss)
             if on_batch is not None:
                 on_batch(epoch, b + 1, len(batches), loss)
+            if should_stop is not None and should_stop():
+                log.info("stopped in epoch %d", epoch + 1)
+                raise TrainingStopped(epoch)
         model.eval()
         miou = (
             validate(ckpt, val_data, config.device, config.precision, config.exclude)
@@ -403,6 +363,7 @@ def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
         row = {"epoch": epoch + 1, "lr": f"{lr:.4g}", "train_loss": f"{np.mean(losses):.6f}",
                "val_miou": f"{miou:.6f}", "best": int(improved), "seconds": f"{time.perf_counter() - t0:.1f}"}  # fmt: skip
         _write_log(log_path, row, epoch + 1)
+        write_plot(log_path, plot_path(output))
         log.info(
             "epoch %d/%d loss %.4f val mIoU %.4f",
             epoch + 1,
@@ -416,4 +377,14 @@ def train(config: TrainConfig, on_batch: BatchCallback | None = None) -> Path:
     return output
 
 
-__all__ = ["DEFAULT_LR", "TrainConfig", "initial_checkpoint", "train", "validate"]
+__all__ = [
+    "DEFAULT_LR",
+    "TrainConfig",
+    "TrainingStopped",
+    "initial_checkpoint",
+    "plot_path",
+    "split_data",
+    "train",
+    "validate",
+    "written_files",
+]

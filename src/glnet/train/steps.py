@@ -11,10 +11,12 @@ as in the reference.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
+from ..coarse import CoarseToFine
 from ..model import GLNet
 from ..model.fpn import Features
 from ..model.fusion import LocalMerger, crop, crop_features
@@ -51,6 +53,21 @@ def _default_backward(loss: Tensor, retain_graph: bool) -> None:
     loss.backward(retain_graph=retain_graph)
 
 
+def fine_patches(im: PreparedImage, global_logits: Tensor, ctf: CoarseToFine | None) -> PreparedImage:
+    """Coarse-to-fine training: ``im`` with only the patches inference would
+    run (near the global prediction's foreground) or that come near true
+    foreground (which a weak global branch may miss)."""
+    if ctf is None:
+        return im
+    proposed = ctf.near(ctf.foreground(global_logits[0].argmax(0).cpu().numpy()), im.size, im.origins, im.size_p)
+    true = ctf.near(ctf.foreground(im.labels), im.size, im.origins, im.size_p)
+    return replace(im, origins=[o for o, a, b in zip(im.origins, proposed, true) if a or b])
+
+
+def _mean(losses: list[float]) -> float:
+    return sum(losses) / len(losses) if losses else 0.0  # coarse-to-fine may leave no patch
+
+
 def global_step(
     model: GLNet,
     images: list[PreparedImage],
@@ -72,6 +89,7 @@ def global2local_step(
     sub_batch_size: int,
     precision: str = "fp32",
     backward: Backward = _default_backward,
+    coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
     """Stage 2: per patch sub-batch, focal(local) + focal(ensemble) + 0.15 * MSE(local ps3, global ps3 crop).
 
@@ -81,21 +99,21 @@ def global2local_step(
         device = im.image_g.device
         with torch.no_grad(), autocast(device, precision):
             ctx = model.global_context(im.image_g)
+            if coarse_to_fine is not None:
+                im = fine_patches(im, model.global_logits(ctx), coarse_to_fine)
         for start in range(0, len(im.origins), sub_batch_size):
             origins = im.origins[start : start + sub_batch_size]
             patches, labels = im.patches(start, start + len(origins), device)
             with autocast(device, precision):
                 crops = crop_features(ctx.features, im.size, origins, im.size_p)
-                _, ps3, local_logits = model.fpn_local(
-                    model.resnet_local(patches), crops
-                )
+                _, ps3, local_logits = model.local_train(patches, crops)
                 ps3_crop = crop(ctx.ps3, im.size, origins, im.size_p)
                 ens_logits = model.ensemble(ps3, ps3_crop)
             loss = focal_loss(local_logits, labels) + focal_loss(ens_logits, labels)
             loss = loss + FM_REG_WEIGHT * fm_regularisation(ps3, ps3_crop)
             backward(loss, False)
             losses.append(float(loss.detach()))
-    return sum(losses) / len(losses)
+    return _mean(losses)
 
 
 def _collect_local(
@@ -104,23 +122,27 @@ def _collect_local(
     im: PreparedImage,
     sub_batch_size: int,
     precision: str,
-) -> tuple[Features, list[Tensor]]:
+    coarse_to_fine: CoarseToFine | None = None,
+) -> tuple[Features, list[Tensor], PreparedImage]:
     """Local2global's first pass, without gradients: the fixed global model's
-    features, the frozen local branch on every patch, its maps merged to
-    global size, and each sub-batch's local ps3 (kept for the ensemble)."""
+    features, the frozen local branch on every patch (coarse-to-fine: every
+    patch kept), its maps merged to global size, each sub-batch's local ps3
+    (kept for the ensemble) and the image with the patches used."""
     device = im.image_g.device
     ps3s = []
     with torch.no_grad(), autocast(device, precision):
         ctx = global_model.global_context(im.image_g)
+        if coarse_to_fine is not None:
+            im = fine_patches(im, global_model.global_logits(ctx), coarse_to_fine)
         merger = LocalMerger(ctx.features, im.size, im.origins, im.size_p)
         for start in range(0, len(im.origins), sub_batch_size):
             origins = im.origins[start : start + sub_batch_size]
             patches, _ = im.patches(start, start + len(origins), device)
             crops = crop_features(ctx.features, im.size, origins, im.size_p)
-            local, ps3, _ = model.fpn_local(model.resnet_local(patches), crops)
+            local, ps3, _ = model.local_train(patches, crops)
             merger.add(local, origins)
             ps3s.append(ps3)
-    return merger.result(), ps3s
+    return merger.result(), ps3s, im
 
 
 def local2global_step(
@@ -130,13 +152,14 @@ def local2global_step(
     sub_batch_size: int,
     precision: str = "fp32",
     backward: Backward = _default_backward,
+    coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
     """Stage 3: focal loss of the refined global logits (whole batch), then
     per patch sub-batch focal(ensemble of the stored local ps3 with the crop
     of the refined global ps3).  No MSE term."""
-    merged, ps3s = zip(
+    merged, ps3s, images = zip(
         *(
-            _collect_local(model, global_model, im, sub_batch_size, precision)
+            _collect_local(model, global_model, im, sub_batch_size, precision, coarse_to_fine)
             for im in images
         )
     )
@@ -149,8 +172,8 @@ def local2global_step(
         refined = model.refine_global(image_g, batch)
         logits = model.global_logits(refined)
     loss = focal_loss(logits, torch.cat([im.labels_g for im in images]))
-    backward(loss, True)  # the ensembles backpropagate through the refined pass again
     n_sub = sum(len(ps3) for ps3 in ps3s)
+    backward(loss, n_sub > 0)  # the ensembles backpropagate through the refined pass again
     losses = [float(loss.detach())]
     for i, im in enumerate(images):
         for k, start in enumerate(range(0, len(im.origins), sub_batch_size)):
@@ -173,16 +196,20 @@ def train_step(
     global_model: GLNet | None = None,
     precision: str = "fp32",
     backward: Backward = _default_backward,
+    coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
-    """Forward and backward passes of one batch for ``mode``; returns the mean loss."""
+    """Forward and backward passes of one batch for ``mode``; returns the mean loss.
+
+    ``coarse_to_fine`` (global2local, local2global): the local branch trains
+    only on the patches near foreground (see ``fine_patches``)."""
     if mode == "global":
         return global_step(model, images, precision, backward)
     if mode == "global2local":
-        return global2local_step(model, images, sub_batch_size, precision, backward)
+        return global2local_step(model, images, sub_batch_size, precision, backward, coarse_to_fine)
     if global_model is None:
         raise ValueError("local2global needs the fixed global model")
     return local2global_step(
-        model, global_model, images, sub_batch_size, precision, backward
+        model, global_model, images, sub_batch_size, precision, backward, coarse_to_fine
     )
 
 
@@ -192,6 +219,7 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "fine_patches",
     "freeze",
     "global2local_step",
     "global_step",

@@ -1,0 +1,171 @@
+"""Fine-tuning a model on the corrections people made: ``glnet finetune``
+and the plugin's "Fine-tune" button.
+
+An export of reviewed/corrected regions (``glnet export``, or the plugin's
+export) is a small data set with its own train/val split.  Fine-tuning runs
+one training stage (``train`` with ``finetune=True``: any checkpoint,
+ours or the authors', can be the start) for a few epochs at a low learning
+rate, and scores the held-out tiles with the original model before and the
+new one after, on exactly the same tiles, so the user sees whether the
+corrections helped before switching models.
+
+The source checkpoint is never written to: the output (and the files
+written beside it) must be other files, and existing outputs are replaced
+only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checkpoint import GLNetCheckpoint, load_checkpoint
+from ..classes import ClassTable
+from ..coarse import CoarseToFine
+from ..errors import GLNetError
+from ..model import MODES
+from .data import SegmentationData
+from .loop import BatchCallback, TrainConfig, TrainingStopped, split_data, train, validate, written_files
+from .start import data_classes
+
+log = logging.getLogger(__name__)
+
+FINETUNE_LR = 1e-5  # below every stage's training rate (2e-5..5e-5): adjust, do not relearn
+FINETUNE_EPOCHS = 5
+
+
+@dataclass
+class FinetuneConfig:
+    source: Path  # the checkpoint to start from (ours, or the authors' with ``mode``)
+    data: Path  # an export folder (manifest.json with a train/val split) or a DeepGlobe-layout folder
+    output: Path  # the new checkpoint; .last.pt, .log.csv and .log.png are written beside it
+    stage: str | None = None  # None: the source checkpoint's mode
+    epochs: int = FINETUNE_EPOCHS
+    lr: float | None = None  # None: FINETUNE_LR
+    val_fraction: float = 0.2  # held out when the data has no split of its own
+    classes: ClassTable | None = None  # None: the export's, else the source's
+    mode: str | None = None  # the mode of an authors' source file
+    global_from: Path | None = None  # the authors' global file (their local2global needs it)
+    batch_size: int = 2
+    sub_batch_size: int = 6
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    overwrite: bool = False  # replace existing outputs (never the source)
+    coarse_to_fine: CoarseToFine | None = None
+    exclude: tuple[int, ...] | None = None  # classes left out of the mIoU; None: class 0 if named "unknown"
+
+
+@dataclass
+class FinetuneResult:
+    output: Path | None  # the best checkpoint (None when stopped before the first epoch ended)
+    miou_before: float  # the source model on the held-out tiles (nan: no held-out tiles, or other classes)
+    miou_after: float  # the new model on the same tiles
+    epochs: int  # epochs completed
+    stopped: bool = False  # should_stop() ended it early
+    train_tiles: int = 0
+    val_tiles: int = 0
+
+    @property
+    def improved(self) -> bool:
+        return self.miou_after > self.miou_before
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(source: Path, output: Path, overwrite: bool, protected: tuple[Path, ...] = ()) -> None:
+    """Refuse to write over the source checkpoint (whatever ``overwrite``
+    says) or, without ``overwrite``, over any existing file."""
+    files = written_files(output)
+    for f in files:
+        for p in (source, *protected):
+            if _same_file(f, p):
+                what = "the output" if f == output else f"{f.name}, written beside the output,"
+                raise GLNetError(f"{what} would overwrite the source checkpoint {p}: choose another output name")
+    if not output.parent.is_dir():
+        raise GLNetError(f"output folder {output.parent} does not exist")
+    existing = [f.name for f in files if f.exists()]
+    if existing and not overwrite:
+        raise GLNetError(f"{', '.join(existing)} exist(s) in {output.parent}: pass --overwrite to replace")
+
+
+def _exclude(config: FinetuneConfig, classes: ClassTable) -> tuple[int, ...]:
+    if config.exclude is not None:
+        return tuple(config.exclude)
+    return (0,) if classes.names[0].lower() == "unknown" else ()
+
+
+def _score(ckpt: GLNetCheckpoint, data: SegmentationData | None, config: FinetuneConfig, exclude) -> float:
+    if data is None:
+        return math.nan
+    return validate(ckpt, data, config.device, config.precision, exclude)
+
+
+def finetune(
+    config: FinetuneConfig,
+    on_batch: BatchCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``config.source`` on ``config.data``; see the module docstring.
+
+    ``on_batch(epoch, done, total, loss)`` reports progress after every
+    batch; ``should_stop()``, asked after every batch, ends the run early
+    (the result then says ``stopped`` and holds the best finished epoch)."""
+    source, output = Path(config.source), Path(config.output)
+    if config.mode is not None and config.mode not in MODES:
+        raise GLNetError(f"unknown --mode {config.mode!r}: use one of {', '.join(MODES)}")
+    global_from = Path(config.global_from) if config.global_from else None
+    check_outputs(source, output, config.overwrite, (global_from,) if global_from else ())
+    if config.epochs < 1:
+        raise GLNetError(f"epochs must be at least 1, got {config.epochs}")
+    authors_l2g = config.mode == "local2global"
+    src = load_checkpoint(source, mode=config.mode, global_path=global_from if authors_l2g else None)
+    stage = config.stage or src.mode
+    if stage not in MODES:
+        raise GLNetError(f"unknown stage {stage!r}: use one of {', '.join(MODES)}")
+    if stage == "local2global" and src.mode == "global":
+        raise GLNetError(f"{source} is a global checkpoint: fine-tune its global or global2local stage, not local2global")
+    train_config = TrainConfig(
+        data=Path(config.data), mode=stage, output=output, init_from=source, global_from=global_from,
+        epochs=config.epochs, batch_size=config.batch_size, sub_batch_size=config.sub_batch_size,
+        lr=config.lr if config.lr is not None else FINETUNE_LR, size_g=src.size_g, size_p=src.size_p,
+        val_fraction=config.val_fraction, precision=config.precision, device=config.device, seed=config.seed,
+        classes=config.classes, finetune=True, init_mode=config.mode, coarse_to_fine=config.coarse_to_fine,
+    )  # fmt: skip
+    classes = data_classes(train_config) or src.classes
+    train_config.exclude = _exclude(config, classes)
+    train_entries, val_entries = split_data(train_config)
+    val_data = SegmentationData(val_entries, classes, augment=False) if val_entries else None
+    if val_data is None:
+        log.warning("%s has no held-out tiles: no mIoU before/after", config.data)
+    if classes.names == src.classes.names:
+        miou_before = _score(src, val_data, config, train_config.exclude)
+    else:  # the source predicts other classes: nothing to compare
+        miou_before = math.nan
+    del src
+    log.info("fine-tuning %s (%s stage) on %d tiles, %d held out; mIoU before %.4f",
+             source, stage, len(train_entries), len(val_entries), miou_before)  # fmt: skip
+    stopped, epochs = False, config.epochs
+    try:
+        best = train(train_config, on_batch, should_stop)
+    except TrainingStopped as stop:
+        stopped, epochs = True, stop.epochs_done
+        best = output if output.is_file() and epochs > 0 else None
+    miou_after = math.nan
+    if best is not None:
+        miou_after = float(load_checkpoint(best).extra.get("val_miou", math.nan))
+    return FinetuneResult(best, miou_before, miou_after, epochs, stopped, len(train_entries), len(val_entries))
+
+
+__all__ = ["FINETUNE_EPOCHS", "FINETUNE_LR", "FinetuneConfig", "FinetuneResult", "check_outputs", "finetune"]
