@@ -200,8 +200,9 @@ class SegmentWidget(QWidget):
         return Settings(model, layer, store)
 
     def _on_store_ready(self, store, layer) -> None:
+        before = self.review.review
         self.review.set_store(store, layer)
-        if self.review.review is not None:  # accepted edits also hide the overview there
+        if self.review.review is not before:  # accepted edits also hide the overview there
             self.review.review.store_changed.connect(lambda _region: self.controller.refresh_labels())
 
     # -- for scripts and tests ---------------------------------------------------------

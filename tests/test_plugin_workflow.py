@@ -1,0 +1,76 @@
+"""The whole review loop through the dock widget, as a user clicks it (Xvfb):
+segment the view, edit it, accept, watch the IoU table, mark it reviewed,
+export, fine-tune on the export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from test_plugin_view import _settle, _set_view, _wait, tiny_ckpt  # noqa: F401 - fixtures shared
+
+from glnet.export import read_export
+from glnet.metrics import ConfusionMatrix
+
+
+@pytest.fixture
+def scene():
+    from glnet.synthetic import SyntheticScene
+
+    return SyntheticScene(256, 256, seed=3).render(0, 0, 256, 256)
+
+
+def test_segment_edit_accept_score_export_finetune(make_napari_viewer, qtbot, scene, tiny_ckpt, tmp_path,
+                                                   monkeypatch, notes):
+    monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))
+    image, truth = scene
+    truth = np.where(truth < 5, truth, 0).astype(np.uint8)  # the tiny model has 5 classes
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="scene", rgb=True)
+    viewer.add_labels(truth, name="ground truth")
+    _, w = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
+    w.set_checkpoint(tiny_ckpt)
+    w.device.value, w.batch_size.value = "cpu", 4
+    w.image.value = viewer.layers["scene"]
+    _set_view(viewer, (128, 128), 1.0)  # the whole image in view
+    w.start()
+    _wait(qtbot, w.controller)
+    review = w.review
+    assert review.review is not None and review.edit_button.isEnabled()  # the store is ready for review
+    store = review.review.store
+    review.iou.set_ground_truth(viewer.layers["ground truth"])
+    review.iou.set_scope("whole image")
+
+    review.edit_view()
+    edit = review.review.edit_layer
+    t, l, b, r = review.review.region
+    edit.data = truth[t:b, l:r].copy()  # a perfect correction, as the brush would paint it
+    review.accept()
+    np.testing.assert_array_equal(store.read((t, l, b, r)), truth[t:b, l:r])
+
+    def expected_miou():
+        cm = ConfusionMatrix(5)
+        cm.update(truth, store.read())
+        return cm.scores(exclude=[0]).mean_iou
+
+    qtbot.waitUntil(lambda: review.iou.scores is not None
+                    and abs(review.iou.scores.mean_iou - expected_miou()) < 1e-9, timeout=60_000)
+    assert review.iou.scores.mean_iou == pytest.approx(1.0) or expected_miou() > 0.99
+
+    review.mark_reviewed()
+    out = tmp_path / "export"
+    worker = review.export(str(out))
+    qtbot.waitUntil(lambda: (out / "manifest.json").is_file(), timeout=60_000)
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    tiles = read_export(out)
+    assert tiles, "the reviewed view was exported"
+
+    finetuned = tmp_path / "tuned.pt"
+    worker = review.finetune(str(out), str(finetuned))
+    with qtbot.waitSignal(worker.finished, timeout=300_000):
+        pass
+    assert finetuned.is_file()
+    assert any("Fine-tuned" in n and "before" in n for n in notes), notes
+    _settle(qtbot, w)
