@@ -96,7 +96,7 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
         self.setLayout(layout)
 
-        self.controller = ViewController(napari_viewer, self.settings)
+        self.controller = ViewController(napari_viewer, self.settings, lambda: self.image.value)
         self.controller.status.connect(self._set_status)
         self.controller.busy.connect(self._on_busy)
         self.controller.device.connect(lambda device: self._show_device_note(actual=device))
