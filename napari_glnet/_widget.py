@@ -94,7 +94,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self._form.native)
         for label in (self.classes, self.note, self.status):  # a box layout gives wrapped text its height
             layout.addWidget(label.native)
-        self.controller = ViewController(napari_viewer, self.settings)
+        self.controller = ViewController(napari_viewer, self.settings, lambda: self.image.value)
         self.review = ReviewWidget(napari_viewer, self.controller.visible_region, lambda: self.image.value,
                                    lambda: self._file(self.weights.value, "checkpoint"), self.set_checkpoint)
         layout.addWidget(self.review)

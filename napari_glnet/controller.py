@@ -224,7 +224,9 @@ class ViewController:
     """Segments what the viewer shows; the widget is only its form.
 
     ``get_settings`` (set by the widget) returns the current :class:`Settings`
-    or raises GLNetError saying what is missing."""
+    or raises GLNetError saying what is missing; ``get_layer`` the image layer
+    chosen (default: the active image layer, else the top one), which the
+    geometry needs before any checkpoint is chosen."""
 
     status = Signal(str)
     busy = Signal(bool)
@@ -232,13 +234,19 @@ class ViewController:
     store_ready = Signal(object, object)  # (LabelStore, its labels layer) once layers show a session's store
     labels_written = Signal(object)  # the region (top, left, bottom, right) of new predictions in the store
 
-    def __init__(self, viewer: napari.viewer.Viewer, get_settings: Callable[[], Settings] | None = None):
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        get_settings: Callable[[], Settings] | None = None,
+        get_layer: Callable[[], Any] | None = None,
+    ):
         from qtpy.QtCore import QTimer
 
         from glnet.runtime import available_cpus
 
         self.viewer = viewer
         self.get_settings = get_settings
+        self.get_layer = get_layer or self._default_layer
         self.auto_refine = False
         # One core stays with the GUI thread where there are cores to spare.
         self.threads = max(1, available_cpus() - 1) if available_cpus() > 2 else available_cpus()
@@ -317,12 +325,15 @@ class ViewController:
         return int(data.shape[0]), int(data.shape[1])
 
     def _layer(self):
-        if self.get_settings is None:
-            return None
-        try:
-            return self.get_settings().layer
-        except GLNetError:
-            return None
+        return self.get_layer()
+
+    def _default_layer(self):
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image):
+            return active
+        return next((layer for layer in reversed(self.viewer.layers) if isinstance(layer, Image)), None)
 
     def rectangle_region(self) -> Region | None:
         """The selected (else the last) rectangle of the active Shapes layer, in image pixels."""
@@ -440,9 +451,8 @@ class ViewController:
     # -- what the worker reports (main thread) -------------------------------------------
     def _on_yielded(self, item) -> None:
         if isinstance(item, RefineProgress):
-            if self._pbar is not None:
-                self._pbar.n = int(item.fraction * 1000)
-                self._pbar.refresh()
+            if self._pbar is not None and int(item.fraction * 1000) > self._pbar.n:
+                self._pbar.update(int(item.fraction * 1000) - self._pbar.n)  # napari's bar follows update()
             self.status.emit(f"refining: {item.tiles_done}/{item.tiles_total} tiles ({item.fraction:.0%})")
             if item.written is not None:
                 self.refresh_labels()
@@ -467,7 +477,7 @@ class ViewController:
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
             self._make_layers()
-        self.status.emit(f"segmenting on {ready.device}...")
+        self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 
     def _on_returned(self, outcome) -> None:
         from napari.utils.notifications import show_error

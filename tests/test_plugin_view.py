@@ -351,3 +351,31 @@ def test_a_pyramidal_tiff_is_segmented_in_view_into_a_multiscale_store(make_napa
     overview = viewer.layers["GLNet overview"]
     assert overview.data.shape[0] * ctl.session.overview_step >= 1100
     _settle(qtbot, widget)
+
+
+# -- the session alone (no viewer) ----------------------------------------------------------
+@pytest.mark.slow
+def test_session_tiles_across_scenes_equal_the_scene_session_in_local2global(tmp_path, crop):
+    """local2global (every patch of a scene once, a refined global pass) over
+    two blended scenes, written in several tiles: the store holds SceneSession's labels."""
+    from napari_glnet.session import ViewSession, open_store
+
+    def segmenter():
+        model = seeded_weights(GLNet(tiny_config()), 1)
+        fixed = seeded_weights(GLNet(tiny_config(), global_only=True), 2)
+        ckpt = GLNetCheckpoint("local2global", model, ClassTable.default(5), fixed, PATCH, PATCH, scene_size=160)
+        return Segmenter(ckpt, device="cpu", batch_size=3)
+
+    image = crop[:150, :250]  # 1 x 2 scenes of 4 patches
+    seg = segmenter()
+    session = ViewSession(seg, image, open_store(tmp_path / "s.zarr", image.shape[:2], seg.checkpoint.classes), tile=64)
+    region = (30, 41, 150, 230)
+    assert len(session.tiles(region)) > 4 and len(session.grid.covering(region)) == 2
+    overview = session.overview(region)
+    assert (overview.labels != session.no_label).all()  # every scene in view is on the overview
+    got = session.segment(region)
+    reference = SceneSession(segmenter(), image)
+    for _ in reference.run(region):
+        pass
+    np.testing.assert_array_equal(got, reference.result(region).labels)
+    assert (session.current_overview().labels == session.no_label).any()  # hidden where labels are now
