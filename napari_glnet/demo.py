@@ -1,18 +1,21 @@
-"""The demo: one DeepGlobe image, segmented in napari (or headless without a screen).
+"""The demo: the sample scene (or any image), segmented in napari, or headless without a screen.
 
     python -m napari_glnet.demo [--image PATH] [--weights CKPT]
 
 With a screen (DISPLAY or WAYLAND_DISPLAY set, or macOS/Windows) it opens
-napari with the image and the GLNet widget docked, the checkpoint chosen:
-press "Segment".  Without one it runs the same segmentation with the library,
-writes ``out/<image stem>_glnet.png`` (DeepGlobe colours; ``out/`` is in the
-current folder) and prints the per-class pixel fractions.
+napari with the image (and, for the sample scene, its ground truth) and the
+GLNet widget docked with the checkpoint chosen, and segments the view.
+Without one it runs the same segmentation with the library, writes
+``out/<image stem>_glnet.png`` (DeepGlobe colours; ``out/`` is in the current
+folder), prints the per-class pixel fractions and, for the sample scene,
+the per-class IoU against its ground truth.
 
-Defaults: the first ``*_sat.jpg`` in ``../shared/data/deepglobe_unlabeled/``
-beside the repository, and ``.cache/untrained_demo.pt`` in the repository,
-made by ``sample_data/make_untrained_checkpoint.py`` when missing.  That
-checkpoint is UNTRAINED: it exercises the pipeline, and its classes are
-meaningless until the trained demo model ships.
+Defaults: the plugin's sample scene (``napari_glnet._sample_data``, a
+synthetic 1024 px land-cover scene with exact ground truth) and the trained
+demo model ``sample_data/demo.glnet.pt`` (``sample_data/train_demo_model.py``
+made it on a CPU).  Where that file is missing, an UNTRAINED checkpoint made
+by ``sample_data/make_untrained_checkpoint.py`` stands in (it exercises the
+pipeline; its classes are meaningless).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "deepglobe_unlabeled"
+DEMO_WEIGHTS = REPO / "sample_data" / "demo.glnet.pt"
 DEFAULT_WEIGHTS = REPO / ".cache" / "untrained_demo.pt"
 MAKE_UNTRAINED = REPO / "sample_data" / "make_untrained_checkpoint.py"
 
@@ -33,15 +36,6 @@ def has_screen() -> bool:
     if sys.platform == "darwin" or sys.platform.startswith("win"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def default_image() -> Path:
-    from glnet.errors import GLNetError
-
-    images = sorted(DEFAULT_IMAGES.glob("*_sat.jpg")) if DEFAULT_IMAGES.is_dir() else []
-    if not images:
-        raise GLNetError(f"no default image: no *_sat.jpg in {DEFAULT_IMAGES}; pass --image PATH")
-    return images[0]
 
 
 def ensure_untrained_checkpoint(path: Path) -> Path:
@@ -64,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m napari_glnet.demo",
         description="Segment a DeepGlobe image with GLNet in napari (headless without a screen).",
     )
-    p.add_argument("--image", help=f"RGB image (default: the first *_sat.jpg in {DEFAULT_IMAGES})")
-    p.add_argument("--weights", help=f"checkpoint (default: {DEFAULT_WEIGHTS.relative_to(REPO)}, made if missing)")
+    p.add_argument("--image", help="RGB image (default: the plugin's synthetic sample scene, with ground truth)")
+    p.add_argument("--weights", help=f"checkpoint (default: {DEMO_WEIGHTS.relative_to(REPO)})")
     p.add_argument("--mode", choices=["global", "global2local", "local2global"], help="only for the authors' files")
     p.add_argument("--global-weights", help="the authors' global checkpoint (their local2global needs it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -74,13 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_gui(image_path: Path, image, weights: Path, args) -> int:
+def run_gui(image_path: Path, image, weights: Path, args, truth=None) -> int:
     import napari
 
     from napari_glnet._widget import SegmentWidget
 
     viewer = napari.Viewer(title="GLNet demo")
     viewer.add_image(image, name=image_path.stem, rgb=True)
+    if truth is not None:
+        from glnet.classes import DEEPGLOBE
+        from napari_glnet._reader import label_colormap
+
+        viewer.add_labels(truth, name="ground truth", colormap=label_colormap(DEEPGLOBE), opacity=0.4, visible=False)
     widget = SegmentWidget(viewer)
     widget.set_checkpoint(weights)
     if args.mode:
@@ -90,11 +89,16 @@ def run_gui(image_path: Path, image, weights: Path, args) -> int:
     widget.device.value = args.device if args.device in ("auto", "cpu", "cuda") else "auto"
     widget.batch_size.value = args.batch_size
     viewer.window.add_dock_widget(widget, name="GLNet segmentation", area="right")
+    widget.image.value = viewer.layers[image_path.stem]
+    if truth is not None:
+        widget.review.iou.set_ground_truth(viewer.layers["ground truth"])
+    viewer.reset_view()
+    widget.start()  # the overview, then the view refined patch by patch
     napari.run()
     return 0
 
 
-def run_headless(image_path: Path, image, weights: Path, args) -> int:
+def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> int:
     import numpy as np
     from tqdm import tqdm
 
@@ -133,6 +137,16 @@ def run_headless(image_path: Path, image, weights: Path, args) -> int:
     print("class fractions:")
     for name, count in zip(table.names, counts):
         print(f"  {name:<{width}}  {count / labels.size:7.2%}")
+    if truth is not None:
+        from glnet.metrics import ConfusionMatrix
+
+        cm = ConfusionMatrix(len(table))
+        cm.update(truth, labels)
+        scores = cm.scores(exclude=[0])
+        print("IoU against the sample scene's ground truth:")
+        for i, name in enumerate(table.names[1:], start=1):
+            print(f"  {name:<{width}}  {scores.iou[i]:.3f}")
+        print(f"mIoU (classes 1-{len(table) - 1}): {scores.mean_iou:.3f}")
     return 0
 
 
@@ -144,21 +158,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise GLNetError(f"--batch-size must be at least 1, got {args.batch_size}")
-        image_path = Path(args.image) if args.image else default_image()
-        weights = Path(args.weights) if args.weights else ensure_untrained_checkpoint(DEFAULT_WEIGHTS)
+        truth = None
+        if args.image:
+            image_path = Path(args.image)
+            image = read_image(image_path)
+        else:
+            from napari_glnet._sample_data import SEED, SIZE, synthetic_scene
+
+            (image, _, _), (truth, _, _) = synthetic_scene()
+            image_path = Path(f"synthetic_scene_{SEED}_{SIZE}")
+        if args.weights:
+            weights = Path(args.weights)
+        elif DEMO_WEIGHTS.is_file():
+            weights = DEMO_WEIGHTS
+        else:
+            print(f"{DEMO_WEIGHTS} is missing: using an UNTRAINED checkpoint (classes are meaningless)")
+            weights = ensure_untrained_checkpoint(DEFAULT_WEIGHTS)
         if not weights.is_file():
             raise GLNetError(f"checkpoint not found: {weights}")
-        image = read_image(image_path)
         if has_screen():
             try:
                 import napari  # noqa: F401
             except ImportError:
                 print("napari is not installed (pip install -e '.[napari]'): running the headless equivalent")
             else:
-                return run_gui(image_path, image, weights, args)
+                return run_gui(image_path, image, weights, args, truth)
         else:
             print("no screen (DISPLAY/WAYLAND_DISPLAY unset): running the headless equivalent of the napari demo")
-        return run_headless(image_path, image, weights, args)
+        return run_headless(image_path, image, weights, args, truth)
     except GLNetError as e:
         print(f"napari-glnet demo: error: {e}", file=sys.stderr)
         return 2
