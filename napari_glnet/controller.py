@@ -508,29 +508,46 @@ class ViewController:
 
     # -- layers (main thread only) -------------------------------------------------------
     def _make_layers(self) -> None:
+        """Show the session's overview and store, reusing our layers where they
+        fit (removing a napari layer triggers a full gc.collect: seconds in a
+        process holding a model)."""
         session = self.session
         colormap = label_colormap(session.classes)
         features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
+        metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
         overview = session.current_overview()
-        place = overview_placement(overview.step, self._placement["scale"], self._placement["translate"])
-        layers = self.viewer.layers
-        for name in (OVERVIEW_NAME, LABELS_NAME):
-            if name in layers:
-                layers.remove(name)
-        self.viewer.add_labels(overview.labels, name=OVERVIEW_NAME, colormap=colormap, features=features,
-                               opacity=0.5, **place)  # fmt: skip
         levels = session.display_levels(self._token())
-        labels = self.viewer.add_labels(
-            _layer_data(levels), name=LABELS_NAME, multiscale=len(levels) > 1, colormap=colormap,
-            features=features, opacity=0.5,
-            metadata={"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)},
-            **self._placement,
-        )  # fmt: skip
-        labels.editable = False
-        self.store_ready.emit(session.store, labels)
+        shown = [
+            (OVERVIEW_NAME, overview.labels, False,
+             overview_placement(overview.step, self._placement["scale"], self._placement["translate"])),
+            (LABELS_NAME, _layer_data(levels), len(levels) > 1, self._placement),
+        ]  # fmt: skip
+        for name, data, multiscale, place in shown:
+            layer = self._reusable(name, multiscale)
+            if layer is None:
+                layer = self.viewer.add_labels(data, name=name, multiscale=multiscale, colormap=colormap,
+                                               features=features, opacity=0.5, metadata=metadata, **place)  # fmt: skip
+            else:
+                layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
+                layer.scale, layer.translate = place["scale"], place["translate"]
+            layer.editable = False  # views of the store and of the model: corrections go through the review layer
+        self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()
-        if image is not None and image in layers:  # keep the image selected: its keys and mode stay
-            layers.selection.active = image
+        if image is not None and image in self.viewer.layers:  # keep the image selected: its keys and mode stay
+            self.viewer.layers.selection.active = image
+
+    def _reusable(self, name: str, multiscale: bool):
+        """Our layer ``name`` if it can take the new data in place, else None (removed if it cannot)."""
+        from napari.layers import Labels
+
+        layers = self.viewer.layers
+        if name not in layers:
+            return None
+        layer = layers[name]
+        if isinstance(layer, Labels) and bool(layer.multiscale) == multiscale:
+            return layer
+        layers.remove(name)
+        return None
 
     @staticmethod
     def _token() -> str:
@@ -550,7 +567,9 @@ class ViewController:
 
     def _show_overview(self, overview: Overview) -> None:
         if OVERVIEW_NAME in self.viewer.layers:
-            self.viewer.layers[OVERVIEW_NAME].data = overview.labels
+            layer = self.viewer.layers[OVERVIEW_NAME]
+            layer.data = overview.labels
+            layer.editable = False
 
     # -- viewer events -----------------------------------------------------------------
     def _on_camera(self, _event=None) -> None:
