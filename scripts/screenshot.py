@@ -31,12 +31,12 @@ def wait(app, predicate, timeout: float = 900.0) -> None:
             raise TimeoutError("the plugin did not finish in time")
 
 
-def shoot(viewer, widget, path: Path) -> None:
+def shoot(app, viewer, path: Path) -> None:
     from PIL import Image
 
     viewer.window._qt_window.resize(1600, 1000)
     for _ in range(20):
-        viewer.window._qt_app.processEvents()
+        app.processEvents()
     Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(path)
     print(f"wrote {path}")
 
@@ -57,10 +57,10 @@ def main() -> None:
     _, w = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
     w.set_checkpoint(args.weights)
     viewer.scene.camera.center = (1400, 1000)
-    viewer.scene.camera.zoom = 0.9
+    viewer.scene.camera.zoom = 1.5
     w.start()
     wait(app, lambda: not w.running)
-    shoot(viewer, w, REPO / "docs" / "plugin.png")
+    shoot(app, viewer, REPO / "docs" / "plugin.png")
     viewer.close()
 
     # 2. the sample scene with its ground truth
@@ -75,7 +75,7 @@ def main() -> None:
     w.review.iou.set_ground_truth(viewer.layers["ground truth"])
     w.review.iou.set_scope("whole image")
     wait(app, lambda: w.review.iou.scores is not None, 120)
-    shoot(viewer, w, REPO / "docs" / "plugin-sample.png")
+    shoot(app, viewer, REPO / "docs" / "plugin-sample.png")
     viewer.close()
 
 
