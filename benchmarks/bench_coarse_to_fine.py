@@ -51,14 +51,15 @@ def write_data(folder: Path, seeds) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def train_model(data: Path, work: Path, epochs_global: int, epochs_local: int) -> tuple[Path, float]:
+def train_model(data: Path, work: Path, epochs_global: int, epochs_local: int, g: Path | None) -> tuple[Path, float]:
     from glnet.train import TrainConfig, train
 
     common = dict(data=data, size_g=128, size_p=128, batch_size=4, sub_batch_size=12, device="auto",
                   classes=WATER_VS_LAND, exclude=(), val_fraction=0.15)  # fmt: skip
     t0 = time.perf_counter()
-    g = train(TrainConfig(mode="global", output=work / "g.pt", epochs=epochs_global, lr=1e-3, backbone="resnet18",
-                          fpn_width=32, backbone_width=16, **common))  # fmt: skip
+    if g is None:
+        g = train(TrainConfig(mode="global", output=work / "g.pt", epochs=epochs_global, lr=1e-3, backbone="resnet18",
+                              fpn_width=32, backbone_width=16, **common))  # fmt: skip
     g2l = train(TrainConfig(mode="global2local", output=work / "g2l.pt", init_from=g, epochs=epochs_local, lr=5e-4,
                             **common))  # fmt: skip
     return g2l, time.perf_counter() - t0
@@ -97,8 +98,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="a water-vs-land global2local checkpoint (default: train one)")
     parser.add_argument("--save-model", type=Path, help="keep the trained model here")
+    parser.add_argument("--global", dest="global_ckpt", type=Path, help="skip the global stage: start global2local from this")
     parser.add_argument("--epochs-global", type=int, default=30)
     parser.add_argument("--epochs-local", type=int, default=8)
+    parser.add_argument("--train-images", type=int, default=len(TRAIN_SEEDS))
+    parser.add_argument("--test-images", type=int, default=len(TEST_SEEDS))
     parser.add_argument("--margins", default="0,32,64", help="coarse-to-fine margins in px")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -111,11 +115,11 @@ def main() -> int:
     set_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        test = write_data(work / "test", TEST_SEEDS)
+        test = write_data(work / "test", TEST_SEEDS[: args.test_images])
         weights, train_seconds = args.weights, None
         if weights is None:
-            write_data(work / "train", TRAIN_SEEDS)
-            weights, train_seconds = train_model(work / "train", work, args.epochs_global, args.epochs_local)
+            write_data(work / "train", TRAIN_SEEDS[: args.train_images])
+            weights, train_seconds = train_model(work / "train", work, args.epochs_global, args.epochs_local, args.global_ckpt)
             if args.save_model:
                 args.save_model.write_bytes(weights.read_bytes())
         water = sum(int(m.sum()) for _, m in test) / (len(test) * SIZE * SIZE)
