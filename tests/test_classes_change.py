@@ -24,12 +24,7 @@ BINARY = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("building", (
 TINY = {"size_g": 64, "size_p": 96, "batch_size": 2, "sub_batch_size": 4, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,7 @@ BINARY = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("building", (
 SIZE, SIZE_G, SIZE_P = 256, 64, 96  # a 5 x 5 patch grid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ SCENE, TILE = 384, 128  # 9 tiles: 6 for training, 3 held out
 TINY = {"size_g": 64, "size_p": 96, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
