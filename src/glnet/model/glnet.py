@@ -24,6 +24,8 @@ CLASSIFIERS = ("fpn_global.classify", "fpn_local.classify", "ensemble_conv")
 
 def _init_head_conv(conv: nn.Conv2d) -> nn.Conv2d:
     """The authors' initialisation of every FPN head conv: normal(std 0.01), zero bias."""
+    if conv.weight.is_meta:  # a shell for loaded weights: nothing to initialise
+        return conv
     nn.init.normal_(conv.weight, std=0.01)
     nn.init.zeros_(conv.bias)
     return conv
@@ -32,7 +34,8 @@ def _init_head_conv(conv: nn.Conv2d) -> nn.Conv2d:
 def _ensemble_conv(width: int, num_classes: int) -> nn.Conv2d:
     """The authors' ensemble conv: normal(std 0.01) weights, PyTorch's default bias."""
     conv = nn.Conv2d(4 * width, num_classes, kernel_size=3, padding=1)
-    nn.init.normal_(conv.weight, std=0.01)
+    if not conv.weight.is_meta:
+        nn.init.normal_(conv.weight, std=0.01)
     return conv
 
 

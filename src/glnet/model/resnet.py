@@ -86,6 +86,8 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2)
         self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2)
         self.channels = tuple(p * block.expansion for p in planes)
+        if self.conv1.weight.is_meta:  # a shell for loaded weights (checkpoint.py): random init is wasted time
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
