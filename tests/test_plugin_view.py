@@ -58,15 +58,22 @@ def _reference(ckpt_path, image, region):
     return session.result(region).labels
 
 
+def open_widget(viewer, image, ckpt, name: str = "crop", batch_size: int | None = None):
+    """The user's first steps: an RGB image in the viewer, the dock widget
+    from the plugin menu, a checkpoint chosen, the CPU."""
+    viewer.add_image(image, name=name, rgb=True)
+    _, w = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
+    w.set_checkpoint(ckpt)
+    w.device.value = "cpu"
+    if batch_size is not None:
+        w.batch_size.value = batch_size
+    return w
+
+
 @pytest.fixture
 def widget(make_napari_viewer, qtbot, crop, tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))
-    viewer = make_napari_viewer()
-    viewer.add_image(crop, name="crop", rgb=True)
-    _, w = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
-    w.set_checkpoint(tiny_ckpt)
-    w.device.value = "cpu"
-    w.batch_size.value = 2
+    w = open_widget(make_napari_viewer(), crop, tiny_ckpt, batch_size=2)
     yield w
     _settle(qtbot, w)
 
@@ -209,10 +216,7 @@ def test_right_drag_opens_no_menu_and_a_click_segments_the_block_there(make_napa
                                                                        scenes_ckpt, tmp_path, monkeypatch):  # fmt: skip
     monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))
     viewer = make_napari_viewer()
-    viewer.add_image(crop, name="crop", rgb=True)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
-    widget.set_checkpoint(scenes_ckpt)
-    widget.device.value = "cpu"
+    widget = open_widget(viewer, crop, scenes_ckpt)
     ctl = widget.controller
 
     _click(viewer, (200, 40), drag_to=(260, 190))  # a right-drag zooms in napari: no menu

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from test_plugin_view import _settle, _set_view, _wait, tiny_ckpt  # noqa: F401 - fixtures shared
+from test_plugin_view import _settle, _set_view, _wait, open_widget, tiny_ckpt  # noqa: F401 - fixture shared
 
 from glnet.export import read_export
 from glnet.metrics import ConfusionMatrix
@@ -28,11 +28,8 @@ def test_segment_edit_accept_score_export_finetune(make_napari_viewer, qtbot, sc
     image, truth = scene
     truth = np.where(truth < 5, truth, 0).astype(np.uint8)  # the tiny model has 5 classes
     viewer = make_napari_viewer()
-    viewer.add_image(image, name="scene", rgb=True)
     viewer.add_labels(truth, name="ground truth")
-    _, w = viewer.window.add_plugin_dock_widget("napari-glnet", "GLNet segmentation")
-    w.set_checkpoint(tiny_ckpt)
-    w.device.value, w.batch_size.value = "cpu", 4
+    w = open_widget(viewer, image, tiny_ckpt, name="scene", batch_size=4)
     w.image.value = viewer.layers["scene"]
     _set_view(viewer, (128, 128), 1.0)  # the whole image in view
     w.start()
