@@ -155,7 +155,7 @@ def import_reference(repo: str):
     for name in [m for m in sys.modules if m.split(".")[0] in ("helper", "models", "utils")]:
         del sys.modules[name]
     sys.path.insert(0, repo)
-    import helper  # noqa: E402  (the authors' module)
+    import helper
     import models.resnet as ref_resnet
 
     for mod in (helper, ref_resnet):
@@ -250,8 +250,11 @@ def main(argv=None) -> int:
             want = {k for k in want if "local" not in k}
         missing = sorted(want - have)
         if missing:
-            print(f"WARNING: {path} lacks {len(missing)} of the {len(want)} keys the authors' model loads "
-                  f"from it (e.g. {missing[0]}); those keep their random init", file=sys.stderr)
+            print(
+                f"WARNING: {path} lacks {len(missing)} of the {len(want)} keys the authors' model loads "
+                f"from it (e.g. {missing[0]}); those keep their random init",
+                file=sys.stderr,
+            )
         key_report.append(f"{os.path.basename(path)}: {len(want) - len(missing)}/{len(want)} keys loaded")
 
     pred = predictions_global[0] if mode == 1 else predictions[0]
@@ -262,11 +265,14 @@ def main(argv=None) -> int:
         np.save(args.out, pred)
 
     counts = np.bincount(pred.ravel(), minlength=N_CLASS)
-    print(f"authors' GLNet ({os.path.abspath(args.reference_repo)}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), image {image.size[0]}x{image.size[1]}, size_g=size_p={args.size}")
+    print(
+        f"authors' GLNet ({os.path.abspath(args.reference_repo)}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s), image {image.size[0]}x{image.size[1]}, size_g=size_p={args.size}"
+    )
     print("weights: " + "; ".join(key_report))
-    print(f"image decode {t_image:.2f} s, model build+load {t_model:.2f} s, "
-          f"peak RSS after load {peak_after_load:.0f} MB")
+    print(
+        f"image decode {t_image:.2f} s, model build+load {t_model:.2f} s, peak RSS after load {peak_after_load:.0f} MB"
+    )
     print(f"{'mode':<14} {'seconds/image':>14} {'peak RSS MB':>12}")
     print(f"{args.mode:<14} {min(times):>14.2f} {peak:>12.0f}")
     if args.repeat > 1:

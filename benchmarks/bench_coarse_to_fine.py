@@ -37,8 +37,8 @@ def write_data(folder: Path, seeds) -> list[tuple[np.ndarray, np.ndarray]]:
     """Images and water masks in the DeepGlobe layout; returns them too."""
     from PIL import Image
 
-    from glnet.labels import index_to_colors
-    from glnet.synthetic import WATER, SyntheticScene
+    from glnet.data.synthetic import WATER, SyntheticScene
+    from glnet.io.labels import index_to_colors
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -54,20 +54,40 @@ def write_data(folder: Path, seeds) -> list[tuple[np.ndarray, np.ndarray]]:
 def train_model(data: Path, work: Path, epochs_global: int, epochs_local: int, g: Path | None) -> tuple[Path, float]:
     from glnet.train import TrainConfig, train
 
-    common = dict(data=data, size_g=128, size_p=128, batch_size=4, sub_batch_size=12, device="auto",
-                  classes=WATER_VS_LAND, exclude=(), val_fraction=0.15)  # fmt: skip
+    common = dict(
+        data=data,
+        size_g=128,
+        size_p=128,
+        batch_size=4,
+        sub_batch_size=12,
+        device="auto",
+        classes=WATER_VS_LAND,
+        exclude=(),
+        val_fraction=0.15,
+    )
     t0 = time.perf_counter()
     if g is None:
-        g = train(TrainConfig(mode="global", output=work / "g.pt", epochs=epochs_global, lr=1e-3, backbone="resnet18",
-                              fpn_width=32, backbone_width=16, **common))  # fmt: skip
-    g2l = train(TrainConfig(mode="global2local", output=work / "g2l.pt", init_from=g, epochs=epochs_local, lr=5e-4,
-                            **common))  # fmt: skip
+        g = train(
+            TrainConfig(
+                mode="global",
+                output=work / "g.pt",
+                epochs=epochs_global,
+                lr=1e-3,
+                backbone="resnet18",
+                fpn_width=32,
+                backbone_width=16,
+                **common,
+            )
+        )
+    g2l = train(
+        TrainConfig(mode="global2local", output=work / "g2l.pt", init_from=g, epochs=epochs_local, lr=5e-4, **common)
+    )
     return g2l, time.perf_counter() - t0
 
 
 def evaluate(ckpt_path: Path, images, ctf) -> dict:
     from glnet.checkpoint import load_checkpoint
-    from glnet.engine import Segmenter
+    from glnet.inference.engine import Segmenter
     from glnet.metrics import ConfusionMatrix
 
     seg = Segmenter(load_checkpoint(ckpt_path), device="auto", batch_size=12, coarse_to_fine=ctf)
@@ -98,7 +118,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, help="a water-vs-land global2local checkpoint (default: train one)")
     parser.add_argument("--save-model", type=Path, help="keep the trained model here")
-    parser.add_argument("--global", dest="global_ckpt", type=Path, help="skip the global stage: start global2local from this")
+    parser.add_argument(
+        "--global", dest="global_ckpt", type=Path, help="skip the global stage: start global2local from this"
+    )
     parser.add_argument("--epochs-global", type=int, default=30)
     parser.add_argument("--epochs-local", type=int, default=8)
     parser.add_argument("--train-images", type=int, default=len(TRAIN_SEEDS))
@@ -109,7 +131,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    from glnet.coarse import CoarseToFine
+    from glnet.inference.coarse import CoarseToFine
     from glnet.runtime import set_threads
 
     set_threads(args.threads)
@@ -119,20 +141,26 @@ def main() -> int:
         weights, train_seconds = args.weights, None
         if weights is None:
             write_data(work / "train", TRAIN_SEEDS[: args.train_images])
-            weights, train_seconds = train_model(work / "train", work, args.epochs_global, args.epochs_local, args.global_ckpt)
+            weights, train_seconds = train_model(
+                work / "train", work, args.epochs_global, args.epochs_local, args.global_ckpt
+            )
             if args.save_model:
                 args.save_model.write_bytes(weights.read_bytes())
         water = sum(int(m.sum()) for _, m in test) / (len(test) * SIZE * SIZE)
         rows = [evaluate(weights, test, None)]
         rows += [evaluate(weights, test, CoarseToFine(margin=int(m))) for m in args.margins.split(",")]
-    print(f"{len(test)} held-out {SIZE} px images, water {water:.1%} of the pixels"
-          + (f"; model trained in {train_seconds:.0f} s" if train_seconds else ""))  # fmt: skip
+    print(
+        f"{len(test)} held-out {SIZE} px images, water {water:.1%} of the pixels"
+        + (f"; model trained in {train_seconds:.0f} s" if train_seconds else "")
+    )
     print("| setting | patches skipped | time (s) | water IoU | mIoU |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['setting']} | {r['skipped']} / {r['patches']} | {r['seconds']} | {r['water_iou']} | {r['miou']} |")
     if args.json:
-        args.json.write_text(json.dumps({"water_fraction": water, "train_seconds": train_seconds, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps({"water_fraction": water, "train_seconds": train_seconds, "rows": rows}, indent=1)
+        )
     return 0
 
 

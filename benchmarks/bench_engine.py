@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the test oracle: the authors' evaluation restated (tests/helpers)
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "deepglobe_unlabeled" / "118757_sat.jpg"
 
 
@@ -32,11 +33,12 @@ def run_one(args) -> dict:
 
     from glnet.checkpoint import GLNetCheckpoint
     from glnet.classes import DEEPGLOBE
-    from glnet.engine import Segmenter
-    from glnet.imageio import read_image
+    from glnet.inference.engine import Segmenter
+    from glnet.io.imageio import read_image
     from glnet.model import GLNet, GLNetConfig
-    from glnet.reference import evaluate, seeded_weights
     from glnet.runtime import set_threads
+
+    from helpers.reference import evaluate, seeded_weights
 
     set_threads(args.threads)
     image = read_image(args.image)
@@ -68,8 +70,12 @@ def run_one(args) -> dict:
         labels = out.labels
     seconds = time.perf_counter() - t0
     result = {
-        "mode": mode, "impl": args.impl, "precision": args.precision, "seconds": seconds,
-        "patches_per_s": n_patches / seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "mode": mode,
+        "impl": args.impl,
+        "precision": args.precision,
+        "seconds": seconds,
+        "patches_per_s": n_patches / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if cuda:
         result["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -109,9 +115,27 @@ def main() -> None:
         configs += [("glnet", prec) for prec in args.precisions]
         for impl, prec in configs:
             labels = tmp / f"{mode}-{impl}-{prec}.npy"
-            cmd = [sys.executable, __file__, "--one", "--mode", mode, "--impl", impl, "--precision", prec,
-                   "--image", args.image, "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                   "--device", args.device, "--save-labels", str(labels)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                "--mode",
+                mode,
+                "--impl",
+                impl,
+                "--precision",
+                prec,
+                "--image",
+                args.image,
+                "--threads",
+                str(args.threads),
+                "--batch-size",
+                str(args.batch_size),
+                "--device",
+                args.device,
+                "--save-labels",
+                str(labels),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{mode} {impl} {prec} failed:\n{out.stderr}")
@@ -133,8 +157,10 @@ def main() -> None:
     for r in rows:
         sp = f"{r['speedup_vs_naive']:.2f}x" if r["speedup_vs_naive"] else "-"
         ag = f"{100 * r['agreement_vs_fp32']:.3f}%" if r["agreement_vs_fp32"] is not None else "-"
-        print(f"| {r['mode']} | {r['impl']} | {r['precision']} | {r['seconds']:.2f} | {r['patches_per_s']:.2f} | "
-              f"{r['peak_rss_mb']:.0f} | {sp} | {ag} |")
+        print(
+            f"| {r['mode']} | {r['impl']} | {r['precision']} | {r['seconds']:.2f} | {r['patches_per_s']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {sp} | {ag} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def ensure_inputs(workdir: Path, sizes: list[int], weights: str | None) -> tuple[dict[int, Path], str]:
     sys.path.insert(0, str(REPO / "sample_data"))
-    from glnet.synthetic import write_scene
     from make_untrained_checkpoint import make_untrained_checkpoint
+
+    from glnet.data.synthetic import write_scene
 
     workdir.mkdir(parents=True, exist_ok=True)
     images = {}
@@ -45,8 +46,22 @@ def ensure_inputs(workdir: Path, sizes: list[int], weights: str | None) -> tuple
 
 
 def segment(image: Path, out: Path, ckpt: str, threads: int, extra: list[str], kill_after: float | None = None) -> dict:
-    cmd = [sys.executable, "-m", "glnet", "segment", str(image), "-o", str(out), "--weights", ckpt,
-           "--device", "cpu", "--threads", str(threads), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "glnet",
+        "segment",
+        str(image),
+        "-o",
+        str(out),
+        "--weights",
+        ckpt,
+        "--device",
+        "cpu",
+        "--threads",
+        str(threads),
+        *extra,
+    ]
     t0 = time.perf_counter()
     log = out.with_suffix(".log")
     with open(log, "w") as err:
@@ -75,7 +90,7 @@ def main() -> int:
     import numpy as np
     import zarr
 
-    from glnet.scenes import SceneGrid
+    from glnet.inference.scenes import SceneGrid
 
     images, ckpt = ensure_inputs(args.workdir, sorted(args.sizes), args.weights)
     extra = ["--workers", str(args.workers)] if args.workers else []
@@ -86,14 +101,19 @@ def main() -> int:
         scenes = len(SceneGrid(n, n, 2448, 306))
         r.update(size=n, scenes=scenes, scenes_per_hour=3600 * scenes / r["seconds"])
         rows.append(r)
-        print(f"{n:>6} px  {scenes:>4} scenes  {r['seconds']:8.1f} s  {r['scenes_per_hour']:7.0f} scenes/h  "
-              f"peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)  # fmt: skip
+        print(
+            f"{n:>6} px  {scenes:>4} scenes  {r['seconds']:8.1f} s  {r['scenes_per_hour']:7.0f} scenes/h  "
+            f"peak RSS {r['peak_rss_mb']:6.0f} MB",
+            flush=True,
+        )
     base = rows[0]
     print("\n| image | scenes | s | scenes / hour | peak RSS MB | RSS vs first |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']}^2 | {r['scenes']} | {r['seconds']:.0f} | {r['scenes_per_hour']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |")  # fmt: skip
+        print(
+            f"| {r['size']}^2 | {r['scenes']} | {r['seconds']:.0f} | {r['scenes_per_hour']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |"
+        )
 
     if args.kill_at:
         n = max(images)
@@ -104,8 +124,10 @@ def main() -> int:
         a = zarr.open_array(str(args.workdir / f"labels_{n}.zarr" / "labels" / "glnet" / "s0"), mode="r")
         b = zarr.open_array(str(out / "labels" / "glnet" / "s0"), mode="r")
         same = all(np.array_equal(a[t : t + 4096], b[t : t + 4096]) for t in range(0, n, 4096))
-        print(f"killed after {args.kill_at:.0%} of the run, resumed in {r['seconds']:.0f} s: "
-              f"level 0 {'identical' if same else 'DIFFERENT'} to the uninterrupted run")  # fmt: skip
+        print(
+            f"killed after {args.kill_at:.0%} of the run, resumed in {r['seconds']:.0f} s: "
+            f"level 0 {'identical' if same else 'DIFFERENT'} to the uninterrupted run"
+        )
     return 0
 
 

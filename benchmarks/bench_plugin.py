@@ -109,6 +109,7 @@ def measure(image: Path, ckpt: str, threads: int, view: str, store_dir: Path) ->
     t0 = time.perf_counter()
     widget.start()
     worker = ctl.worker
+
     def mark(item):
         name = "overview" if isinstance(item, Overview) else "ready" if type(item).__name__ == "_Ready" else None
         if name:
@@ -167,9 +168,22 @@ def main() -> int:
     ap.add_argument("image", type=Path, help="a 2448 px DeepGlobe image (../shared/data/deepglobe_unlabeled/*.jpg)")
     ap.add_argument("--huge", action="store_true", help="also the 20000 px pyramidal TIFF (one screen of it)")
     ap.add_argument("--weights", help="checkpoint (default: the untrained ResNet-18/64 global2local)")
-    ap.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench_huge", help="where bench_huge keeps its inputs")
-    ap.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads in the worker (default: the controller's choice)")
-    ap.add_argument("--view", choices=["fit", "screen"], default="fit", help="the 2448 px image: whole (fit) or one screen at zoom 1")
+    ap.add_argument(
+        "--workdir", type=Path, default=REPO / ".cache" / "bench_huge", help="where bench_huge keeps its inputs"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="torch threads in the worker (default: the controller's choice)",
+    )
+    ap.add_argument(
+        "--view",
+        choices=["fit", "screen"],
+        default="fit",
+        help="the 2448 px image: whole (fit) or one screen at zoom 1",
+    )
     args = ap.parse_args()
 
     from bench_huge import ensure_inputs
@@ -189,12 +203,20 @@ def main() -> int:
                 rows.append(r)
                 print(r, flush=True)
     print(f"\n{cpus} CPUs, load average {os.getloadavg()[0]:.1f} at the end\n")
-    columns = [("image", "image", "{}"), ("view", "view", "{}"), ("torch threads", "threads", "{}"),
-               ("patch batches", "batches", "{}"), ("model loaded s", "load_s", "{:.2f}"),
-               ("overview s", "overview_s", "{:.2f}"), ("refined s", "refined_s", "{:.1f}"),
-               ("stall ms (run)", "stall_run_ms", "{:.0f}"), ("GUI CPU ms (run)", "busy_run_ms", "{:.0f}"),
-               ("stall ms (pan)", "stall_pan_ms", "{:.0f}"), ("GUI CPU ms (pan)", "busy_pan_ms", "{:.0f}"),
-               ("pan moves", "pan_moves", "{}")]  # fmt: skip
+    columns = [
+        ("image", "image", "{}"),
+        ("view", "view", "{}"),
+        ("torch threads", "threads", "{}"),
+        ("patch batches", "batches", "{}"),
+        ("model loaded s", "load_s", "{:.2f}"),
+        ("overview s", "overview_s", "{:.2f}"),
+        ("refined s", "refined_s", "{:.1f}"),
+        ("stall ms (run)", "stall_run_ms", "{:.0f}"),
+        ("GUI CPU ms (run)", "busy_run_ms", "{:.0f}"),
+        ("stall ms (pan)", "stall_pan_ms", "{:.0f}"),
+        ("GUI CPU ms (pan)", "busy_pan_ms", "{:.0f}"),
+        ("pan moves", "pan_moves", "{}"),
+    ]
     print("| " + " | ".join(title for title, _, _ in columns) + " |")
     print("|" + "---|" * len(columns))
     for r in rows:

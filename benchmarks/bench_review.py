@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 
 from glnet.classes import DEEPGLOBE
-from glnet.labelstore import LabelStore
+from glnet.store.labelstore import LabelStore
 from napari_glnet.region_metrics import StoreConfusion
 
 
@@ -31,7 +31,7 @@ def blocky(rows: int, cols: int, top: int, seed: int) -> np.ndarray:
     r = (np.arange(top, top + rows) // 64)[:, None]
     c = (np.arange(cols) // 64)[None, :]
     base = ((r * 7919 + c * 104729 + seed) % 7).astype(np.uint8)
-    noise = ((np.arange(top, top + rows)[:, None] * 31 + np.arange(cols)[None, :] * 17 + seed) % 11 == 0)
+    noise = (np.arange(top, top + rows)[:, None] * 31 + np.arange(cols)[None, :] * 17 + seed) % 11 == 0
     return np.where(noise, (base + 1) % 7, base).astype(np.uint8)
 
 
@@ -75,13 +75,24 @@ def main() -> None:
     after = conf.matrix()
     update_s = time.perf_counter() - t0
     assert first.matrix.sum() == after.matrix.sum() == n * n
-    print(json.dumps({
-        "size": n, "block": conf.block, "build_s": round(build_s, 1),
-        "first_whole_image_iou_s": round(first_s, 2), "cached_recount_s": round(cached_s, 4),
-        "accept_1024px_edit_s": round(accept_s, 3), "recount_after_edit_s": round(update_s, 3),
-        "recounted_px": pending, "peak_rss_mb_before_count": round(rss_before), "peak_rss_mb": round(rss_mb()),
-        "mIoU": round(after.scores(exclude=(0,)).mean_iou, 4),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "size": n,
+                "block": conf.block,
+                "build_s": round(build_s, 1),
+                "first_whole_image_iou_s": round(first_s, 2),
+                "cached_recount_s": round(cached_s, 4),
+                "accept_1024px_edit_s": round(accept_s, 3),
+                "recount_after_edit_s": round(update_s, 3),
+                "recounted_px": pending,
+                "peak_rss_mb_before_count": round(rss_before),
+                "peak_rss_mb": round(rss_mb()),
+                "mIoU": round(after.scores(exclude=(0,)).mean_iou, 4),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ def main() -> None:
     import torch
 
     from glnet.checkpoint import load_checkpoint
-    from glnet.engine import Segmenter
+    from glnet.data.synthetic import SyntheticScene
+    from glnet.inference.engine import Segmenter
     from glnet.metrics import ConfusionMatrix
-    from glnet.synthetic import SyntheticScene
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")

@@ -30,7 +30,7 @@ def get_reader(path):
 
 
 def read_image(path: str) -> list[tuple]:
-    from glnet.readers import open_image
+    from glnet.io.readers import open_image
 
     pyramid = open_image(path)
     levels = pyramid.levels
@@ -50,7 +50,7 @@ def label_colormap(classes) -> dict:
 def read_label_store(path: str) -> list[tuple]:
     import dask.array as da
 
-    from glnet.labelstore import LabelStore
+    from glnet.store.labelstore import LabelStore
 
     store = LabelStore.open(path, mode="r")
     levels = [da.from_zarr(level) for level in store.levels]

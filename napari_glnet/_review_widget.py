@@ -22,7 +22,7 @@ from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewControlle
 if TYPE_CHECKING:
     import napari
 
-    from glnet.labelstore import LabelStore, Region
+    from glnet.store.labelstore import LabelStore, Region
 
 
 class ReviewWidget(QWidget):
@@ -57,21 +57,41 @@ class ReviewWidget(QWidget):
             b.setEnabled(False)
             return b
 
-        self.edit_button = button("Edit view", "Copy the labels in view into an editable layer: paint with "
-                                  f"napari's brush/fill/eraser ({NEXT_CLASS_KEY}: next class)", self.edit_view)
-        self.accept_button = button("Accept", f"Write the painted corrections into the label store ({ACCEPT_KEY})",
-                                    self.accept)
+        self.edit_button = button(
+            "Edit view",
+            "Copy the labels in view into an editable layer: paint with "
+            f"napari's brush/fill/eraser ({NEXT_CLASS_KEY}: next class)",
+            self.edit_view,
+        )
+        self.accept_button = button(
+            "Accept", f"Write the painted corrections into the label store ({ACCEPT_KEY})", self.accept
+        )
         self.undo_button = button("Undo accept", f"Undo the last accepted correction ({UNDO_ACCEPT_KEY})", self.undo)
-        self.reviewed_button = button("Mark reviewed", "Record the region in view as checked (exported for retraining)",
-                                      self.mark_reviewed)
-        self.export_button = button("Export for retraining…", "Write the reviewed regions as DeepGlobe-layout tiles "
-                                    "that  glnet train / glnet finetune --data DIR  read", self.export)
-        self.finetune_button = button("Fine-tune…", "Fine-tune the checkpoint on an export folder in the background; "
-                                      "reports validation mIoU before and after", self.finetune)
+        self.reviewed_button = button(
+            "Mark reviewed", "Record the region in view as checked (exported for retraining)", self.mark_reviewed
+        )
+        self.export_button = button(
+            "Export for retraining…",
+            "Write the reviewed regions as DeepGlobe-layout tiles that  glnet train / glnet finetune --data DIR  read",
+            self.export,
+        )
+        self.finetune_button = button(
+            "Fine-tune…",
+            "Fine-tune the checkpoint on an export folder in the background; reports validation mIoU before and after",
+            self.finetune,
+        )
         self.iou = IoUPanel(viewer, view_region=view_region)
         grid = QGridLayout()
-        for i, b in enumerate((self.edit_button, self.accept_button, self.undo_button, self.reviewed_button,
-                               self.export_button, self.finetune_button)):
+        for i, b in enumerate(
+            (
+                self.edit_button,
+                self.accept_button,
+                self.undo_button,
+                self.reviewed_button,
+                self.export_button,
+                self.finetune_button,
+            )
+        ):
             grid.addWidget(b, i // 2, i % 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -138,7 +158,7 @@ class ReviewWidget(QWidget):
 
         try:
             source = self._checkpoint()
-        except Exception as e:  # noqa: BLE001 - the form says what is missing
+        except Exception as e:  # the form says what is missing
             notify("error", str(e))
             return None
         data = data or QFileDialog.getExistingDirectory(self, "Export folder to fine-tune on")
@@ -146,9 +166,12 @@ class ReviewWidget(QWidget):
             return None
         if output is None:
             stem = Path(source)
-            output, _ = QFileDialog.getSaveFileName(self, "Save the fine-tuned checkpoint as",
-                                                    str(stem.with_name(stem.stem + ".finetuned.pt")),
-                                                    "Checkpoints (*.pt)")
+            output, _ = QFileDialog.getSaveFileName(
+                self,
+                "Save the fine-tuned checkpoint as",
+                str(stem.with_name(stem.stem + ".finetuned.pt")),
+                "Checkpoints (*.pt)",
+            )
         if not output:
             return None
         self.worker = start_finetune(source, data, output, on_done=self._finetuned)

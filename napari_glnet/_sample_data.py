@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from glnet.classes import DEEPGLOBE
-from glnet.synthetic import SyntheticScene
+from glnet.data.synthetic import SyntheticScene
 
 SIZE = 1024
 SEED = 0

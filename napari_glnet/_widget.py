@@ -61,22 +61,31 @@ class SegmentWidget(QWidget):
         self._classes_worker = None
         self.image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self.weights = FileEdit(label="Checkpoint", mode="r", filter=CHECKPOINT_FILTER)
-        self.mode = ComboBox(label="Mode", choices=MODES, value="global2local",
-                             tooltip="Only for the authors' .pth files; our checkpoints record their own mode")  # fmt: skip
+        self.mode = ComboBox(
+            label="Mode",
+            choices=MODES,
+            value="global2local",
+            tooltip="Only for the authors' .pth files; our checkpoints record their own mode",
+        )
         self.global_weights = FileEdit(label="Global ckpt", mode="r", filter=CHECKPOINT_FILTER, visible=False)
         self.global_weights.tooltip = "The authors' fpn_deepglobe_global.pth (their local2global needs it)"
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.precision = ComboBox(label="Precision", choices=PRECISIONS, value="fp32")
         self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=256, tooltip="patches per batch")
-        self.store = FileEdit(label="Label store", mode="d",
-                              tooltip="OME-Zarr label store the labels go into; empty: one per image in the cache")  # fmt: skip
+        self.store = FileEdit(
+            label="Label store",
+            mode="d",
+            tooltip="OME-Zarr label store the labels go into; empty: one per image in the cache",
+        )
         self.segment_button = PushButton(text="Segment view")
         self.segment_button.tooltip = (
             f"Overview, then refine the visible region at full resolution ({KEYS['segment_view']}); "
             "or right-click the image for more"
         )
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.cancel_button.tooltip = f"Stop after the patch batch in progress ({KEYS['cancel']}); finished patches are kept"
+        self.cancel_button.tooltip = (
+            f"Stop after the patch batch in progress ({KEYS['cancel']}); finished patches are kept"
+        )
         self.auto = CheckBox(text="Refine on pan/zoom", value=False)
         self.auto.tooltip = "Re-target the work to the view after each pan or zoom (old work is cancelled)"
         self.classes = Label(value="")
@@ -84,19 +93,32 @@ class SegmentWidget(QWidget):
         self.status = Label(value="")
         for label in (self.classes, self.note, self.status):
             label.native.setWordWrap(True)  # keep the dock narrow
-        self._form = Container(widgets=[
-            self.image, self.weights, self.mode, self.global_weights, self.device, self.precision,
-            self.batch_size, self.store,
-            Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal", labels=False),
-            self.auto,
-        ])  # fmt: skip
+        self._form = Container(
+            widgets=[
+                self.image,
+                self.weights,
+                self.mode,
+                self.global_weights,
+                self.device,
+                self.precision,
+                self.batch_size,
+                self.store,
+                Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal", labels=False),
+                self.auto,
+            ]
+        )
         layout = QVBoxLayout()
         layout.addWidget(self._form.native)
         for label in (self.classes, self.note, self.status):  # a box layout gives wrapped text its height
             layout.addWidget(label.native)
         self.controller = ViewController(napari_viewer, self.settings, lambda: self.image.value)
-        self.review = ReviewWidget(napari_viewer, self.controller.visible_region, lambda: self.image.value,
-                                   lambda: self._file(self.weights.value, "checkpoint"), self.set_checkpoint)
+        self.review = ReviewWidget(
+            napari_viewer,
+            self.controller.visible_region,
+            lambda: self.image.value,
+            lambda: self._file(self.weights.value, "checkpoint"),
+            self.set_checkpoint,
+        )
         layout.addWidget(self.review)
         layout.addStretch(1)
         self.setLayout(layout)
@@ -194,8 +216,15 @@ class SegmentWidget(QWidget):
         if layer is None:
             raise GLNetError("add an RGB image layer first (File > Open)")
         weights = self._file(self.weights.value, "checkpoint")
-        model = ModelChoice(weights, self.mode.value, self._global_weights(), self.device.value,
-                            self.precision.value, int(self.batch_size.value), os.path.getmtime(weights))  # fmt: skip
+        model = ModelChoice(
+            weights,
+            self.mode.value,
+            self._global_weights(),
+            self.device.value,
+            self.precision.value,
+            int(self.batch_size.value),
+            os.path.getmtime(weights),
+        )
         store = str(self.store.value) if str(self.store.value) not in ("", ".") else None
         return Settings(model, layer, store)
 

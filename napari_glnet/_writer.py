@@ -14,6 +14,7 @@ a no-op (its accepted edits are already on disk, with their edit log).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.labelstore import LabelStore
+from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,8 @@ def write_label_store(path: str | os.PathLike[str], data: Any, meta: dict) -> li
         raise GLNetError(f"{path} exists and is not a glnet label store: choose another name")
     attrs = {}
     if own and Path(own).is_dir():  # keep where the labels came from (export needs the image)
-        try:
+        with contextlib.suppress(GLNetError):
             attrs = LabelStore.open(own, mode="r").attrs
-        except GLNetError:
-            pass
     classes = _classes(level0, meta)
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     if tmp.exists():

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from psygnal import Signal
 
-from glnet.engine import Region
 from glnet.errors import GLNetError
+from glnet.inference.engine import Region
 
 from ._reader import label_colormap
 from .session import (
@@ -118,7 +118,7 @@ def layer_pixels(layer) -> Any:
         return data
     import dask.array as da
 
-    from glnet.readers import to_rgb8
+    from glnet.io.readers import to_rgb8
 
     return to_rgb8(da.asarray(data), layer.name)
 
@@ -396,7 +396,10 @@ class ViewController:
         return region
 
     def _request(
-        self, region: Region | None, refine: bool | None = True, point: tuple[float, float] | None = None,
+        self,
+        region: Region | None,
+        refine: bool | None = True,
+        point: tuple[float, float] | None = None,
         quiet: bool = False,
     ) -> None:
         """Start (or queue behind the running worker) one request.  ``quiet``
@@ -491,7 +494,9 @@ class ViewController:
             if outcome.refined:
                 self.status.emit(f"done: refined rows {t}-{b}, columns {l}-{r}")
             else:
-                self.status.emit(f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)")
+                self.status.emit(
+                    f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)"
+                )
 
     def _on_finished(self, worker) -> None:
         if worker is not self.worker:
@@ -518,15 +523,27 @@ class ViewController:
         overview = session.current_overview()
         levels = session.display_levels(self._token())
         shown = [
-            (OVERVIEW_NAME, overview.labels, False,
-             overview_placement(overview.step, self._placement["scale"], self._placement["translate"])),
+            (
+                OVERVIEW_NAME,
+                overview.labels,
+                False,
+                overview_placement(overview.step, self._placement["scale"], self._placement["translate"]),
+            ),
             (LABELS_NAME, _layer_data(levels), len(levels) > 1, self._placement),
-        ]  # fmt: skip
+        ]
         for name, data, multiscale, place in shown:
             layer = self._reusable(name, multiscale)
             if layer is None:
-                layer = self.viewer.add_labels(data, name=name, multiscale=multiscale, colormap=colormap,
-                                               features=features, opacity=0.5, metadata=metadata, **place)  # fmt: skip
+                layer = self.viewer.add_labels(
+                    data,
+                    name=name,
+                    multiscale=multiscale,
+                    colormap=colormap,
+                    features=features,
+                    opacity=0.5,
+                    metadata=metadata,
+                    **place,
+                )
             else:
                 layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
                 layer.scale, layer.translate = place["scale"], place["translate"]
@@ -612,14 +629,23 @@ class ViewController:
         at = self.data_position(world_position)
         rect = self.rectangle_region()
         return [
-            ("Segment region here", (lambda: self.segment_block_at(*at)) if at is not None else None,
-             "the patch block under the cursor"),
+            (
+                "Segment region here",
+                (lambda: self.segment_block_at(*at)) if at is not None else None,
+                "the patch block under the cursor",
+            ),
             ("Segment visible view", self.segment_view, f"{KEYS['segment_view']}"),
-            ("Segment selected rectangle", (lambda: self.segment_region(rect)) if rect else None,
-             "the selected (or last) rectangle of the active Shapes layer"),
-            ("Mark region reviewed", (lambda: self.mark_reviewed(rect)) if self.session is not None else None,
-             "the selected rectangle, else the visible view: ready for retraining"),
-        ]  # fmt: skip
+            (
+                "Segment selected rectangle",
+                (lambda: self.segment_region(rect)) if rect else None,
+                "the selected (or last) rectangle of the active Shapes layer",
+            ),
+            (
+                "Mark region reviewed",
+                (lambda: self.mark_reviewed(rect)) if self.session is not None else None,
+                "the selected rectangle, else the visible view: ready for retraining",
+            ),
+        ]
 
     def open_context_menu(self, world_position):
         """Build the menu for a click at ``world_position`` and pop it up at the cursor."""

@@ -103,9 +103,9 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
     from tqdm import tqdm
 
     from glnet.checkpoint import load_checkpoint
-    from glnet.engine import Segmenter
     from glnet.errors import GLNetError
-    from glnet.labels import write_label
+    from glnet.inference.engine import Segmenter
+    from glnet.io.labels import write_label
     from glnet.runtime import set_threads
 
     out_dir = Path(args.out_dir)
@@ -153,7 +153,7 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from glnet.errors import GLNetError
-    from glnet.imageio import read_image
+    from glnet.io.imageio import read_image
 
     try:
         if args.batch_size < 1:

@@ -37,7 +37,7 @@ def finetune_steps(source: str, data: str, output: str, options: dict) -> Iterat
             outcome["result"] = finetune(config, lambda *batch: events.put(batch), stop.is_set)
         except GLNetError as e:
             outcome["result"] = _Failed(str(e))
-        except Exception as e:  # noqa: BLE001 - an unexpected failure still ends as a message
+        except Exception as e:  # an unexpected failure still ends as a message
             outcome["result"] = _Failed(f"{type(e).__name__}: {e}")
         finally:
             events.put(None)
@@ -69,13 +69,14 @@ def start_finetune(
             show_error(f"Fine-tuning failed: {result}")
             return
         verdict = "better" if result.improved else "NOT better: keep the old checkpoint"
-        show_info(f"Fine-tuned {result.epochs} epoch(s) -> {result.output}: held-out mIoU "
-                  f"{result.miou_before:.3f} before, {result.miou_after:.3f} after ({verdict})")
+        show_info(
+            f"Fine-tuned {result.epochs} epoch(s) -> {result.output}: held-out mIoU "
+            f"{result.miou_before:.3f} before, {result.miou_after:.3f} after ({verdict})"
+        )
         if on_done is not None:
             on_done(result)
 
-    worker = create_worker(finetune_steps, source, data, output, options,
-                           _progress={"desc": "Fine-tuning GLNet"})  # fmt: skip
+    worker = create_worker(finetune_steps, source, data, output, options, _progress={"desc": "Fine-tuning GLNet"})
     worker.returned.connect(finished)
     worker.start()
     return worker

@@ -48,8 +48,8 @@ from qtpy.QtWidgets import (
 )
 
 from glnet.errors import GLNetError
-from glnet.labelstore import LabelStore, Region
 from glnet.metrics import ConfusionMatrix, Scores
+from glnet.store.labelstore import LabelStore, Region
 from napari_glnet.region_metrics import StoreConfusion
 from napari_glnet.retrain import Failed
 from napari_glnet.review import (
@@ -82,8 +82,7 @@ def visible_region(viewer: napari.Viewer, layer: Any, shape: tuple[int, int]) ->
     if layer is not None:
         corners = [np.asarray(layer.world_to_data(c))[-2:] for c in corners]
     (t, l), (b, r) = np.minimum(*corners), np.maximum(*corners)
-    region = (max(math.floor(t), 0), max(math.floor(l), 0),
-              min(math.ceil(b), shape[0]), min(math.ceil(r), shape[1]))
+    region = (max(math.floor(t), 0), max(math.floor(l), 0), min(math.ceil(b), shape[0]), min(math.ceil(r), shape[1]))
     return region if region[0] < region[2] and region[1] < region[3] else None
 
 
@@ -225,7 +224,7 @@ class IoUPanel(QWidget):
         self.schedule()
 
     def set_scope(self, scope: str) -> None:
-        """"current view" or "whole image"."""
+        """ "current view" or "whole image"."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
         self.scope_combo.setCurrentIndex(SCOPES.index(scope))
@@ -244,7 +243,7 @@ class IoUPanel(QWidget):
 
     def load_ground_truth(self, path: str | Path) -> Labels | None:
         """Read a colour or index mask file into a Labels layer and use it."""
-        from glnet.labels import read_label
+        from glnet.io.labels import read_label
         from napari_glnet._reader import label_colormap
 
         if self.store is None:
@@ -256,14 +255,22 @@ class IoUPanel(QWidget):
             notify("error", f"Cannot use {Path(path).name} as ground truth: {exc}")
             return None
         if truth.shape != self.store.shape:
-            notify("error", f"Cannot use {Path(path).name} as ground truth: it is {truth.shape[0]} x "
-                             f"{truth.shape[1]} px but the labels are {self.store.shape[0]} x {self.store.shape[1]} px")
+            notify(
+                "error",
+                f"Cannot use {Path(path).name} as ground truth: it is {truth.shape[0]} x "
+                f"{truth.shape[1]} px but the labels are {self.store.shape[0]} x {self.store.shape[1]} px",
+            )
             return None
         store_layer = find_store_layer(self.viewer, self.store)
         placement = {} if store_layer is None else {"scale": store_layer.scale, "translate": store_layer.translate}
         layer = self.viewer.add_labels(
-            truth, name=f"ground truth {Path(path).stem}", colormap=label_colormap(self.store.classes),
-            opacity=0.4, visible=False, metadata={"glnet_ground_truth": str(path)}, **placement,
+            truth,
+            name=f"ground truth {Path(path).stem}",
+            colormap=label_colormap(self.store.classes),
+            opacity=0.4,
+            visible=False,
+            metadata={"glnet_ground_truth": str(path)},
+            **placement,
         )
         self.set_ground_truth(layer)
         return layer
@@ -363,8 +370,11 @@ class IoUPanel(QWidget):
         if out_of_range and not self._warned_range and self.store is not None:
             self._warned_range = True
             n = len(self.store.classes)
-            notify("warning", f"The ground truth has {out_of_range:,} pixels with classes outside 0..{n - 1} "
-                               f"(the labels have {n} classes): they are not counted.")
+            notify(
+                "warning",
+                f"The ground truth has {out_of_range:,} pixels with classes outside 0..{n - 1} "
+                f"(the labels have {n} classes): they are not counted.",
+            )
         self._show()
 
     def _worker_finished(self) -> None:
@@ -409,9 +419,12 @@ class IoUPanel(QWidget):
     def _candidates(self) -> list[Labels]:
         own = str(self.store.path) if self.store is not None else None
         return [
-            layer for layer in self.viewer.layers
-            if layer.__class__.__name__ == "Labels" and layer.name != EDIT_LAYER_NAME
-            and layer.metadata.get("glnet_store") != own and layer.metadata.get("glnet_edit_of") is None
+            layer
+            for layer in self.viewer.layers
+            if layer.__class__.__name__ == "Labels"
+            and layer.name != EDIT_LAYER_NAME
+            and layer.metadata.get("glnet_store") != own
+            and layer.metadata.get("glnet_edit_of") is None
         ]
 
     def _layers_changed(self, *_: Any) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.labelstore import LabelStore, Region
 from glnet.metrics import ConfusionMatrix
+from glnet.store.labelstore import LabelStore, Region
 
 Overlay = tuple[Region, np.ndarray]
 CACHE_BYTES = 64 << 20  # block matrices kept at most (C*C int64 each)

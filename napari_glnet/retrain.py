@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from glnet.errors import GLNetError
-from glnet.export import export_tiles, tile_regions
-from glnet.labelstore import LabelStore, Region
+from glnet.store.export import export_tiles, tile_regions
+from glnet.store.labelstore import LabelStore, Region
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,16 @@ def export_for_retraining(
     writes by default.
     """
     return export_tiles(
-        store, image_data(image), out_dir, tile=tile, which=which, val_fraction=val_fraction,
-        seed=seed, overwrite=overwrite, source=_source(store, image), progress=progress,
+        store,
+        image_data(image),
+        out_dir,
+        tile=tile,
+        which=which,
+        val_fraction=val_fraction,
+        seed=seed,
+        overwrite=overwrite,
+        source=_source(store, image),
+        progress=progress,
     )
 
 
@@ -104,7 +112,7 @@ def _export_steps(store: LabelStore, image: Any, out_dir: Path, options: dict) -
             )
         except GLNetError as exc:
             outcome["manifest"] = Failed(exc)
-        except BaseException as exc:  # noqa: BLE001 -- a bug: re-raised in the worker, so napari reports it
+        except BaseException as exc:  # a bug: re-raised in the worker, so napari reports it
             outcome["bug"] = exc
         finally:
             ticks.put(None)
@@ -141,13 +149,19 @@ def start_export(
             show_error(f"Export for retraining failed: {result}")
             return
         n_val = sum(t["split"] == "val" for t in result["tiles"])
-        show_info(f"Exported {len(result['tiles'])} tiles ({n_val} for validation) to {out_dir}: "
-                  f"train with  glnet train --data {out_dir}")
+        show_info(
+            f"Exported {len(result['tiles'])} tiles ({n_val} for validation) to {out_dir}: "
+            f"train with  glnet train --data {out_dir}"
+        )
         if on_done is not None:
             on_done(result)
 
     worker = create_worker(
-        _export_steps, store, image, Path(out_dir), options,
+        _export_steps,
+        store,
+        image,
+        Path(out_dir),
+        options,
         _progress={"total": total, "desc": "Export for retraining"},
     )
     worker.returned.connect(finished)

@@ -34,7 +34,7 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore, Region
 
 if TYPE_CHECKING:
     import napari
@@ -57,9 +57,9 @@ def notify(kind: str, message: str) -> None:
     """One napari notification: kind is "error", "warning" or "info"."""
     from napari.utils import notifications
 
-    {"error": notifications.show_error, "warning": notifications.show_warning}.get(
-        kind, notifications.show_info
-    )(message)
+    {"error": notifications.show_error, "warning": notifications.show_warning}.get(kind, notifications.show_info)(
+        message
+    )
 
 
 def find_store_layer(viewer: napari.Viewer, store: LabelStore) -> Labels | None:
@@ -307,8 +307,12 @@ class ReviewController:
             self.viewer.layers.remove(old)  # first, so the new layer gets the plain name
         scale, translate = self._placement(region)
         layer = self.viewer.add_labels(
-            labels, name=EDIT_LAYER_NAME, scale=scale, translate=translate,
-            colormap=label_colormap(self.classes), opacity=0.7,
+            labels,
+            name=EDIT_LAYER_NAME,
+            scale=scale,
+            translate=translate,
+            colormap=label_colormap(self.classes),
+            opacity=0.7,
             metadata={"glnet_edit_of": str(self.store.path), "glnet_region": list(region)},
         )
         layer.selected_label = 1 if len(self.classes) > 1 else 0
@@ -330,7 +334,9 @@ class ReviewController:
         if event.value is not self._layer or self._layer is None:
             return
         if self.dirty:
-            notify("warning", f"The GLNet edit layer was closed: its unaccepted changes in {list(self._region)} are lost.")
+            notify(
+                "warning", f"The GLNet edit layer was closed: its unaccepted changes in {list(self._region)} are lost."
+            )
         self._layer = None
         self._region = self._original = None
         self.edit_changed.emit(None)

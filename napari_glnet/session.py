@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from glnet.engine import Region, Segmenter
 from glnet.errors import GLNetError
-from glnet.labelstore import LabelStore, level_region
-from glnet.scenes import SceneGrid, SceneSession, intersect
+from glnet.inference.engine import Region, Segmenter
+from glnet.inference.scenes import SceneGrid, SceneSession, intersect
+from glnet.store.labelstore import LabelStore, level_region
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def image_identity(source: str | os.PathLike | None, data: Any, name: str = "") 
 def default_store_path(identity: str, stem: str = "image", cache_dir: str | os.PathLike | None = None) -> Path:
     """Where an image's labels live unless the user picks a store:
     ``<cache>/labels/<stem>-<identity>.zarr`` beside the readers' pyramid cache."""
-    from glnet.readers import cache_dir_default
+    from glnet.io.readers import cache_dir_default
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "image"
     return Path(cache_dir or cache_dir_default()) / "labels" / f"{safe}-{identity}.zarr"
@@ -362,8 +362,9 @@ class ViewSession:
             a = da.from_zarr(z, name=f"glnet-view-{k}-{token}", inline_array=True)
             if self.no_label >= 0:
                 rects = [level_region(r, k) for r in shown]
-                a = a.map_blocks(_mask_block, rects=rects, no_label=self.no_label, dtype=a.dtype,
-                                 name=f"glnet-shown-{k}-{token}")  # fmt: skip
+                a = a.map_blocks(
+                    _mask_block, rects=rects, no_label=self.no_label, dtype=a.dtype, name=f"glnet-shown-{k}-{token}"
+                )
             levels.append(a)
         return levels
 
@@ -372,7 +373,7 @@ class ViewSession:
         """The patch under image pixel (y, x): of the scene whose centre is
         nearest, the patch whose centre is nearest (what "Segment region
         here" segments)."""
-        from glnet.grid import PatchGrid
+        from glnet.inference.grid import PatchGrid
 
         h, w = self.shape
         y, x = min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from glnet.data.synthetic import write_scene
 from glnet.errors import GLNetError
-from glnet.synthetic import write_scene
 
 
 def main(argv: list[str] | None = None) -> int:

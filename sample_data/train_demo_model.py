@@ -40,7 +40,7 @@ COMMON = dict(val_fraction=0.125, size_g=256, size_p=256, batch_size=4, device="
 
 
 def make_data(folder: Path) -> None:
-    from glnet.synthetic import write_scene
+    from glnet.data.synthetic import write_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for seed in TRAIN_SEEDS:
@@ -67,9 +67,9 @@ def train_stage(config, resume: bool) -> float:
 def sample_scene_miou(weights: Path) -> float:
     """mIoU (classes 1-6, the DeepGlobe protocol) on the plugin's sample scene."""
     from glnet.checkpoint import load_checkpoint
-    from glnet.engine import Segmenter
+    from glnet.data.synthetic import SyntheticScene
+    from glnet.inference.engine import Segmenter
     from glnet.metrics import ConfusionMatrix
-    from glnet.synthetic import SyntheticScene
 
     image, truth = SyntheticScene(SAMPLE_SIZE, SAMPLE_SIZE, SAMPLE_SEED).render(0, 0, SAMPLE_SIZE, SAMPLE_SIZE)
     ckpt = load_checkpoint(weights)
@@ -96,28 +96,63 @@ def main(argv: list[str] | None = None) -> int:
     try:
         make_data(work / "data")
         data = work / "data"
-        g = TrainConfig(data=data, mode="global", output=work / "global.pt", epochs=args.global_epochs, lr=1e-3,
-                        backbone="resnet18", backbone_width=24, fpn_width=32, resume=args.resume, **COMMON)
+        g = TrainConfig(
+            data=data,
+            mode="global",
+            output=work / "global.pt",
+            epochs=args.global_epochs,
+            lr=1e-3,
+            backbone="resnet18",
+            backbone_width=24,
+            fpn_width=32,
+            resume=args.resume,
+            **COMMON,
+        )
         seconds = train_stage(g, args.resume)
-        gl = TrainConfig(data=data, mode="global2local", output=work / "global2local.pt", init_from=g.output,
-                         epochs=args.local_epochs, lr=5e-4, sub_batch_size=8, resume=args.resume, **COMMON)
+        gl = TrainConfig(
+            data=data,
+            mode="global2local",
+            output=work / "global2local.pt",
+            init_from=g.output,
+            epochs=args.local_epochs,
+            lr=5e-4,
+            sub_batch_size=8,
+            resume=args.resume,
+            **COMMON,
+        )
         seconds += train_stage(gl, args.resume)
         if args.local2global:
-            lg = TrainConfig(data=data, mode="local2global", output=work / "local2global.pt", init_from=gl.output,
-                             global_from=g.output, epochs=args.local2global, lr=5e-4, sub_batch_size=8,
-                             resume=args.resume, **COMMON)
+            lg = TrainConfig(
+                data=data,
+                mode="local2global",
+                output=work / "local2global.pt",
+                init_from=gl.output,
+                global_from=g.output,
+                epochs=args.local2global,
+                lr=5e-4,
+                sub_batch_size=8,
+                resume=args.resume,
+                **COMMON,
+            )
             train_stage(lg, args.resume)
         ckpt = load_checkpoint(gl.output)
         val = ckpt.extra.get("val_miou")
         sample = sample_scene_miou(gl.output)
-        ckpt.extra = {"demo": True, "val_miou": val, "sample_scene_miou": sample, "train_seconds": round(seconds),
-                      "recipe": "sample_data/train_demo_model.py"}
+        ckpt.extra = {
+            "demo": True,
+            "val_miou": val,
+            "sample_scene_miou": sample,
+            "train_seconds": round(seconds),
+            "recipe": "sample_data/train_demo_model.py",
+        }
         save_checkpoint(ckpt, args.out, half=True)
     except GLNetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): validation mIoU {val:.3f}, "
-          f"sample scene mIoU {sample:.3f}, training {seconds / 60:.1f} min")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): validation mIoU {val:.3f}, "
+        f"sample scene mIoU {sample:.3f}, training {seconds / 60:.1f} min"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: deterministic GLNet weights, the authors' file layout, real images."""
+"""Fixtures both test packages use: deterministic GLNet weights, the
+authors' file layout, the real images in ../shared."""
 
 from __future__ import annotations
 
@@ -9,27 +10,15 @@ import pytest
 import torch
 
 from glnet.model import GLNet, GLNetConfig
-from glnet.reference import seeded_weights
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = REPO.parent / "shared" / "data" / "deepglobe_unlabeled"
-
-
-def tiny_config(num_classes: int = 5) -> GLNetConfig:
-    return GLNetConfig(num_classes, "resnet18", 32)
+from helpers import SHARED_IMAGES, require_shared, save_authors_layout, tiny_config
+from helpers.reference import seeded_weights
 
 
 @pytest.fixture
 def tiny_models():
     """(model, fixed global model) with a small backbone, for fast engine tests."""
     return seeded_weights(GLNet(tiny_config()), 1), seeded_weights(GLNet(tiny_config(), global_only=True), 2)
-
-
-def save_authors_layout(model: GLNet, path: Path, prefix: str = "module.") -> Path:
-    """A plain state_dict as the authors saved theirs: DataParallel prefix, legacy pickle."""
-    sd = {prefix + k: v for k, v in model.state_dict().items()}
-    torch.save(sd, path, _use_new_zipfile_serialization=False)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -43,32 +32,21 @@ def authors_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def real_image_path() -> Path:
-    path = SHARED_IMAGES / "118757_sat.jpg"
-    assert path.is_file(), f"the tests read real DeepGlobe images from {SHARED_IMAGES}"
-    return path
+def shared_images() -> Path:
+    """The folder of real DeepGlobe images (skips, or fails in CI, without it)."""
+    return require_shared(SHARED_IMAGES)
+
+
+@pytest.fixture(scope="session")
+def real_image_path(shared_images) -> Path:
+    return require_shared(shared_images / "118757_sat.jpg")
 
 
 @pytest.fixture(scope="session")
 def real_image(real_image_path) -> np.ndarray:
-    from glnet.imageio import read_image
+    from glnet.io.imageio import read_image
 
     return read_image(real_image_path)
-
-
-@pytest.fixture
-def notes():
-    """Messages of the napari notifications shown during the test (needs napari)."""
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def keep(n):
-        seen.append(str(n.message))
-
-    notification_manager.notification_ready.connect(keep)
-    yield seen
-    notification_manager.notification_ready.disconnect(keep)
 
 
 @pytest.fixture

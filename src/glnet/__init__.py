@@ -5,17 +5,28 @@ checkpoint layout, an inference engine with a region API, metrics, label
 codecs and the ``glnet`` command line.  No Qt here.
 """
 
-from .checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
-from .classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
-from .coarse import CoarseToFine
-from .engine import ImageSession, Progress, Segmentation, Segmenter
-from .errors import GLNetError
-from .metrics import ConfusionMatrix
+from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
+from glnet.classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
+from glnet.errors import GLNetError
+from glnet.inference.coarse import CoarseToFine
+from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
+from glnet.metrics import ConfusionMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GLNetCheckpoint", "load_checkpoint", "save_checkpoint", "DEEPGLOBE", "ClassInfo", "ClassTable",
-    "read_class_table", "CoarseToFine",
-    "ImageSession", "Progress", "Segmentation", "Segmenter", "GLNetError", "ConfusionMatrix",
+    "DEEPGLOBE",
+    "ClassInfo",
+    "ClassTable",
+    "CoarseToFine",
+    "ConfusionMatrix",
+    "GLNetCheckpoint",
+    "GLNetError",
+    "ImageSession",
+    "Progress",
+    "Segmentation",
+    "Segmenter",
+    "load_checkpoint",
+    "read_class_table",
+    "save_checkpoint",
 ]

@@ -27,17 +27,22 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write
-from .classes import DEEPGLOBE, ClassTable
-from .errors import GLNetError
-from .model import MODES, GLNet, GLNetConfig
-from .model.resnet import BACKBONES
+from glnet.atomic import atomic_write
+from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.errors import GLNetError
+from glnet.model import MODES, GLNet, GLNetConfig
+from glnet.model.resnet import BACKBONES
 
 log = logging.getLogger(__name__)
 
 FORMAT = "napari-glnet"
 FORMAT_VERSION = 1
-_RESNET_DEPTHS = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3]}
+_RESNET_DEPTHS = {
+    "resnet18": [2, 2, 2, 2],
+    "resnet34": [3, 4, 6, 3],
+    "resnet50": [3, 4, 6, 3],
+    "resnet101": [3, 4, 23, 3],
+}
 
 
 @dataclass
@@ -107,7 +112,9 @@ def _infer_config(sd: dict[str, torch.Tensor], path) -> GLNetConfig:
     except KeyError as e:
         raise GLNetError(f"{path} is not a GLNet checkpoint: missing key {e.args[0]}") from None
     bottleneck = "resnet_global.layer1.0.conv3.weight" in sd
-    depths = [len({m.group(1) for k in sd if (m := re.match(rf"resnet_global\.layer{i}\.(\d+)\.", k))}) for i in range(1, 5)]
+    depths = [
+        len({m.group(1) for k in sd if (m := re.match(rf"resnet_global\.layer{i}\.(\d+)\.", k))}) for i in range(1, 5)
+    ]
     for name in BACKBONES:
         if _RESNET_DEPTHS[name] == depths and (name in ("resnet50", "resnet101")) == bottleneck:
             return GLNetConfig(num_classes, name, width, stem)
@@ -121,7 +128,9 @@ def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tup
     assigned, not copied, so loading never holds two copies of the weights."""
     expected = model.state_dict()
     wrong = [
-        f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in sd and sd[k].shape != v.shape
+        f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
     ]
     if wrong:
         hint = " (wrong class count?)" if any("classify" in w or "ensemble" in w for w in wrong) else ""
@@ -198,13 +207,17 @@ def load_checkpoint(
 
 def _check_classes(table: ClassTable, config: GLNetConfig, path) -> None:
     if len(table) != config.num_classes:
-        raise GLNetError(f"wrong class count: {path} predicts {config.num_classes} classes, the class table has {len(table)}")
+        raise GLNetError(
+            f"wrong class count: {path} predicts {config.num_classes} classes, the class table has {len(table)}"
+        )
 
 
 def _from_ours(obj: dict, path) -> GLNetCheckpoint:
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
-        raise GLNetError(f"{path}: napari-glnet checkpoint format {version} is not supported (this is {FORMAT_VERSION})")
+        raise GLNetError(
+            f"{path}: napari-glnet checkpoint format {version} is not supported (this is {FORMAT_VERSION})"
+        )
     try:
         mode = obj["mode"]
         sd = obj["state_dict"]
@@ -249,7 +262,9 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
     they are loaded back as fp32."""
 
     if getattr(ckpt.model, "inference_only", False):
-        raise GLNetError("this checkpoint's model was converted for inference by a Segmenter; save a freshly loaded one")
+        raise GLNetError(
+            "this checkpoint's model was converted for inference by a Segmenter; save a freshly loaded one"
+        )
 
     def weights(model: GLNet) -> dict[str, torch.Tensor]:
         sd = model.state_dict()

@@ -13,8 +13,8 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,7 +157,9 @@ def read_class_table(path: str | os.PathLike[str]) -> ClassTable:
             raise GLNetError(f"{path} is not valid JSON: {exc}") from None
         if isinstance(items, list):
             items = [
-                {**item, "color": _parse_color(item.get("color"), f"{path} entry {i}")} if isinstance(item, Mapping) else item
+                {**item, "color": _parse_color(item.get("color"), f"{path} entry {i}")}
+                if isinstance(item, Mapping)
+                else item
                 for i, item in enumerate(items)
             ]
         return ClassTable.from_list(items)

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from .errors import GLNetError
+from glnet.errors import GLNetError
 
 log = logging.getLogger(__name__)
 

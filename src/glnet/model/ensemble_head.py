@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .glnet import GLNet
-from .upsampled_conv import Part, border_lines, conv_of_upsampled, conv_over_concat
+from glnet.model.glnet import GLNet
+from glnet.model.upsampled_conv import Part, border_lines, conv_of_upsampled, conv_over_concat
 
 
 def _compose(w2: Tensor, w1: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .upsampled_conv import Part, Upsampled, conv_over_concat, materialize
+from glnet.model.upsampled_conv import Part, Upsampled, conv_over_concat, materialize
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
@@ -41,11 +41,11 @@ class Features:
         return [*self.c, *self.ps0, *self.ps1, *self.ps2]
 
     @classmethod
-    def from_maps(cls, maps: list[Tensor]) -> "Features":
+    def from_maps(cls, maps: list[Tensor]) -> Features:
         it = iter(maps)
         return cls(*(tuple(next(it) for _ in range(4)) for _ in fields(cls)))
 
-    def apply(self, fn) -> "Features":
+    def apply(self, fn) -> Features:
         return Features.from_maps([fn(m) for m in self.maps()])
 
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fpn import Features
-from .upsampled_conv import resize_matrix
+from glnet.model.fpn import Features
+from glnet.model.upsampled_conv import resize_matrix
 
 Origin = tuple[int, int]
 
@@ -52,7 +52,9 @@ def coverage(map_size: tuple[int, int], image_size: tuple[int, int], origins: li
     the full-resolution map is never built."""
     rows, cols = sorted({o[0] for o in origins}), sorted({o[1] for o in origins})
     if len(set(origins)) == len(rows) * len(cols):  # a (sub)grid: every row with every column
-        axes = [_axis_coverage(map_size, image_size, axis, starts, patch_size) for axis, starts in ((0, rows), (1, cols))]
+        axes = [
+            _axis_coverage(map_size, image_size, axis, starts, patch_size) for axis, starts in ((0, rows), (1, cols))
+        ]
         return torch.outer(axes[0], axes[1]).float()
     # a subset of the grid (coarse-to-fine): one separable term per patch
     total = torch.zeros(map_size, dtype=torch.float64)
@@ -89,7 +91,9 @@ class LocalMerger:
         for canvas, patch_maps in zip(self._canvas, local.maps()):
             for i, origin in enumerate(origins):
                 t, l, h, w = crop_window(tuple(canvas.shape[-2:]), self.image_size, origin, self.patch_size)
-                resized = F.interpolate(patch_maps[i : i + 1].float(), size=(h, w), mode="bilinear", align_corners=False)
+                resized = F.interpolate(
+                    patch_maps[i : i + 1].float(), size=(h, w), mode="bilinear", align_corners=False
+                )
                 canvas[:, :, t : t + h, l : l + w] += resized
         self._added.update(origins)
 

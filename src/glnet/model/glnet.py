@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
-from .fpn import Features, GlobalFPN, LocalFPN
-from .resnet import resnet
-from .upsampled_conv import Upsampled, conv_over_concat
+from glnet.model.fpn import Features, GlobalFPN, LocalFPN
+from glnet.model.resnet import resnet
+from glnet.model.upsampled_conv import Upsampled, conv_over_concat
 
 MODES = ("global", "global2local", "local2global")
 # the layers with one output channel per class (all others are class-agnostic)
@@ -119,4 +119,4 @@ class GLNet(nn.Module):
         return conv_over_concat(self.ensemble_conv.weight, self.ensemble_conv.bias, parts)
 
 
-__all__ = ["CLASSIFIERS", "GLNet", "GLNetConfig", "GlobalContext", "MODES"]
+__all__ = ["CLASSIFIERS", "MODES", "GLNet", "GLNetConfig", "GlobalContext"]

@@ -154,5 +154,4 @@ def resnet(name: str, width: int = 64) -> ResNet:
     return ResNet(block, layers, width)
 
 
-
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet", "fold_batchnorm", "BACKBONES"]
+__all__ = ["BACKBONES", "BasicBlock", "Bottleneck", "ResNet", "fold_batchnorm", "resnet"]

@@ -21,6 +21,7 @@ rounding, for a fraction of the work.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -50,7 +51,7 @@ def _resize_matrix_f64(sizes: tuple[int, ...]) -> Tensor:
     Built by resizing the identity with F.interpolate itself, so the weights
     are the ones PyTorch uses."""
     a = torch.eye(sizes[0], dtype=torch.float64)
-    for n_in, n_out in zip(sizes, sizes[1:]):
+    for n_in, n_out in itertools.pairwise(sizes):
         basis = torch.eye(n_in, dtype=torch.float64).view(1, n_in, n_in, 1)
         step = F.interpolate(basis, size=(n_out, 1), mode="bilinear", align_corners=False)[0, :, :, 0].T
         a = step @ a
@@ -116,9 +117,7 @@ def conv_of_upsampled(x: Tensor, weight: Tensor, chain: tuple[Size, ...], out: T
     return out
 
 
-def conv_over_concat(
-    weight: Tensor, bias: Tensor | None, parts: list[Part], padding: int | None = None
-) -> Tensor:
+def conv_over_concat(weight: Tensor, bias: Tensor | None, parts: list[Part], padding: int | None = None) -> Tensor:
     """conv2d(cat(parts, dim=1)) where some parts are lazily upsampled maps.
 
     Native parts (plain tensors) go through an ordinary convolution with their

@@ -5,9 +5,10 @@ focal loss on 1/4-scale targets, Adam with a poly schedule, one optimiser
 step per batch of images with the patches of each image in sub-batches.
 """
 
-from .finetune import FinetuneConfig, FinetuneResult, finetune
-from .loop import TrainConfig, TrainingStopped, train
-from .losses import FM_REG_WEIGHT, fm_regularisation, focal_loss, quarter_labels
+from glnet.train.config import TrainConfig
+from glnet.train.finetune import FinetuneConfig, FinetuneResult, finetune
+from glnet.train.loop import TrainingStopped, train
+from glnet.train.losses import FM_REG_WEIGHT, fm_regularisation, focal_loss, quarter_labels
 
 __all__ = [
     "FM_REG_WEIGHT",
@@ -15,8 +16,8 @@ __all__ = [
     "FinetuneResult",
     "TrainConfig",
     "TrainingStopped",
-    "fm_regularisation",
     "finetune",
+    "fm_regularisation",
     "focal_loss",
     "quarter_labels",
     "train",

@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import GLNetCheckpoint, load_checkpoint
-from ..classes import ClassTable
-from ..coarse import CoarseToFine
-from ..errors import GLNetError
-from ..model import MODES
-from .data import SegmentationData
-from .loop import BatchCallback, TrainConfig, TrainingStopped, split_data, train, validate, written_files
-from .start import data_classes
+from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
+from glnet.classes import ClassTable
+from glnet.errors import GLNetError
+from glnet.inference.coarse import CoarseToFine
+from glnet.model import MODES
+from glnet.train.batches import SegmentationData
+from glnet.train.config import TrainConfig
+from glnet.train.loop import BatchCallback, TrainingStopped, split_data, train, validate, written_files
+from glnet.train.start import data_classes
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +136,30 @@ def finetune(
     if stage not in MODES:
         raise GLNetError(f"unknown stage {stage!r}: use one of {', '.join(MODES)}")
     if stage == "local2global" and src.mode == "global":
-        raise GLNetError(f"{source} is a global checkpoint: fine-tune its global or global2local stage, not local2global")
+        raise GLNetError(
+            f"{source} is a global checkpoint: fine-tune its global or global2local stage, not local2global"
+        )
     train_config = TrainConfig(
-        data=Path(config.data), mode=stage, output=output, init_from=source, global_from=global_from,
-        epochs=config.epochs, batch_size=config.batch_size, sub_batch_size=config.sub_batch_size,
-        lr=config.lr if config.lr is not None else FINETUNE_LR, size_g=src.size_g, size_p=src.size_p,
-        val_fraction=config.val_fraction, precision=config.precision, device=config.device, seed=config.seed,
-        classes=config.classes, finetune=True, init_mode=config.mode, coarse_to_fine=config.coarse_to_fine,
-    )  # fmt: skip
+        data=Path(config.data),
+        mode=stage,
+        output=output,
+        init_from=source,
+        global_from=global_from,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        sub_batch_size=config.sub_batch_size,
+        lr=config.lr if config.lr is not None else FINETUNE_LR,
+        size_g=src.size_g,
+        size_p=src.size_p,
+        val_fraction=config.val_fraction,
+        precision=config.precision,
+        device=config.device,
+        seed=config.seed,
+        classes=config.classes,
+        finetune=True,
+        init_mode=config.mode,
+        coarse_to_fine=config.coarse_to_fine,
+    )
     classes = data_classes(train_config) or src.classes
     train_config.exclude = _exclude(config, classes)
     train_entries, val_entries = split_data(train_config)
@@ -154,8 +171,14 @@ def finetune(
     else:  # the source predicts other classes: nothing to compare
         miou_before = math.nan
     del src
-    log.info("fine-tuning %s (%s stage) on %d tiles, %d held out; mIoU before %.4f",
-             source, stage, len(train_entries), len(val_entries), miou_before)  # fmt: skip
+    log.info(
+        "fine-tuning %s (%s stage) on %d tiles, %d held out; mIoU before %.4f",
+        source,
+        stage,
+        len(train_entries),
+        len(val_entries),
+        miou_before,
+    )
     stopped, epochs = False, config.epochs
     try:
         best = train(train_config, on_batch, should_stop)

@@ -18,25 +18,24 @@ import csv
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
-from ..classes import ClassTable
-from ..errors import GLNetError
-from ..export import read_export
-from ..metrics import ConfusionMatrix
-from ..model import MODES, GLNet
-from ..model.resnet import BACKBONES
-from ..runtime import autocast, resolve_device
-from ..coarse import CoarseToFine
-from .data import SegmentationData, prepare, split_entries
-from .plot import write_plot
-from .start import initial_checkpoint
-from .steps import freeze, set_train_mode, train_step, trained_parts
+from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
+from glnet.data.dataset import read_export
+from glnet.errors import GLNetError
+from glnet.metrics import ConfusionMatrix
+from glnet.model import MODES, GLNet
+from glnet.model.resnet import BACKBONES
+from glnet.runtime import autocast, resolve_device
+from glnet.train.batches import SegmentationData, prepare, split_entries
+from glnet.train.config import TrainConfig
+from glnet.train.plot import write_plot
+from glnet.train.start import initial_checkpoint
+from glnet.train.steps import freeze, set_train_mode, train_step, trained_parts
 
 log = logging.getLogger(__name__)
 
@@ -49,42 +48,6 @@ WEIGHT_DECAY = 5e-4
 POLY_POWER = 0.9
 # called after every batch with (epoch, batches done, batches in the epoch, loss)
 BatchCallback = Callable[[int, int, int, float], None]
-
-
-@dataclass
-class TrainConfig:
-    data: Path
-    mode: str
-    output: Path
-    # global2local: a global checkpoint; local2global: a global2local one;
-    # global: optional, a global checkpoint to continue (e.g. on other classes)
-    init_from: Path | None = None
-    # local2global: the global checkpoint of the fixed first pass (default: init_from's global branch)
-    global_from: Path | None = None
-    epochs: int = 1
-    batch_size: int = 6
-    sub_batch_size: int = 6
-    lr: float | None = None  # None: the authors' value for the mode
-    size_g: int = 508
-    size_p: int = 508
-    backbone: str | None = None  # None: resnet50, or the --from checkpoint's
-    fpn_width: int | None = None  # None: 256, or the --from checkpoint's
-    backbone_width: int | None = None  # None: 64, or the --from checkpoint's
-    val: Path | None = None
-    val_fraction: float = 0.2
-    precision: str = "fp32"
-    device: str = "auto"
-    resume: bool = False
-    seed: int = 0
-    classes: ClassTable | None = None  # None: the export manifest's, else the --from checkpoint's, else DeepGlobe
-    exclude: tuple[int, ...] = (
-        0,
-    )  # classes left out of the validation mIoU (DeepGlobe: unknown)
-    # fine-tuning: init_from may be a checkpoint of any mode (see glnet.train.start)
-    finetune: bool = False
-    init_mode: str | None = None  # the mode of an authors' init_from file (theirs do not record it)
-    # global2local/local2global: train only on patches near (proposed or true) foreground
-    coarse_to_fine: CoarseToFine | None = None
 
 
 def sibling(output: Path, tag: str) -> Path:
@@ -108,34 +71,26 @@ def _check(config: TrainConfig) -> None:
         raise GLNetError(f"unknown mode {config.mode!r}: use one of {', '.join(MODES)}")
     if config.mode != "global" and config.init_from is None:
         need = "a global" if config.mode == "global2local" else "a global2local"
-        raise GLNetError(
-            f"{config.mode} training starts from {need} checkpoint: pass --from"
-        )
+        raise GLNetError(f"{config.mode} training starts from {need} checkpoint: pass --from")
     if config.coarse_to_fine is not None and config.mode == "global":
-        raise GLNetError("--coarse-to-fine chooses the local branch's patches: it applies to global2local and local2global")
+        raise GLNetError(
+            "--coarse-to-fine chooses the local branch's patches: it applies to global2local and local2global"
+        )
     if config.init_mode is not None and config.init_mode not in MODES:
         raise GLNetError(f"unknown --mode {config.init_mode!r} for --from: use one of {', '.join(MODES)}")
     for name in ("epochs", "batch_size", "sub_batch_size"):
         if getattr(config, name) < 1:
-            raise GLNetError(
-                f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}"
-            )
+            raise GLNetError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     for name in ("size_g", "size_p"):
         value = getattr(config, name)
         if value < 32 or value % 4:
-            raise GLNetError(
-                f"{name.replace('_', '-')} must be a multiple of 4 and at least 32, got {value}"
-            )
+            raise GLNetError(f"{name.replace('_', '-')} must be a multiple of 4 and at least 32, got {value}")
     if config.backbone is not None and config.backbone not in BACKBONES:
-        raise GLNetError(
-            f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}"
-        )
+        raise GLNetError(f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}")
 
 
 def _optimizer(model: GLNet, mode: str, lr: float) -> torch.optim.Adam:
-    params = [
-        p for name in trained_parts(mode) for p in getattr(model, name).parameters()
-    ]
+    params = [p for name in trained_parts(mode) for p in getattr(model, name).parameters()]
     return torch.optim.Adam(params, lr=lr, weight_decay=WEIGHT_DECAY)
 
 
@@ -152,18 +107,14 @@ def validate(
 ) -> float:
     """Validation mIoU with the inference engine, on a copy of the model
     (the Segmenter folds BatchNorm into its models)."""
-    from ..engine import Segmenter
+    from glnet.inference.engine import Segmenter
 
-    seg = Segmenter(
-        copy.deepcopy(ckpt), device=device, precision=precision, batch_size=6
-    )
+    seg = Segmenter(copy.deepcopy(ckpt), device=device, precision=precision, batch_size=6)
     cm = ConfusionMatrix(ckpt.config.num_classes)
     for i in range(len(data)):
         image, labels = data.read(i)
         cm.update(labels, seg.segment(image).labels)
-    return cm.scores(
-        exclude=[c for c in exclude if c < ckpt.config.num_classes]
-    ).mean_iou
+    return cm.scores(exclude=[c for c in exclude if c < ckpt.config.num_classes]).mean_iou
 
 
 def _rng_state() -> dict:
@@ -214,12 +165,8 @@ def split_data(config: TrainConfig) -> tuple[list, list]:
     A pure function of the config, so a caller (fine-tuning) can score the
     same held-out images that training validates on."""
     entries = read_export(config.data)
-    val_entries = (
-        [(i, m, "val") for i, m, _ in read_export(config.val)] if config.val else []
-    )
-    train_entries, split_val = split_entries(
-        entries, 0.0 if config.val else config.val_fraction, config.seed
-    )
+    val_entries = [(i, m, "val") for i, m, _ in read_export(config.val)] if config.val else []
+    train_entries, split_val = split_entries(entries, 0.0 if config.val else config.val_fraction, config.seed)
     return train_entries, val_entries or split_val
 
 
@@ -260,35 +207,23 @@ def train(
         if state is None:
             raise GLNetError(f"{last_path} holds no training state")
         if state["config"] != _fingerprint(config):
-            raise GLNetError(
-                f"--resume: settings differ from the interrupted run's: {state['config']}"
-            )
+            raise GLNetError(f"--resume: settings differ from the interrupted run's: {state['config']}")
         if ckpt.global_model is not None:
             freeze(ckpt.global_model)
     else:
         ckpt = initial_checkpoint(config)
     train_data = SegmentationData(train_entries, ckpt.classes, seed=config.seed)
-    val_data = (
-        SegmentationData(val_entries, ckpt.classes, augment=False)
-        if val_entries
-        else None
-    )
+    val_data = SegmentationData(val_entries, ckpt.classes, augment=False) if val_entries else None
     ckpt.scene_size = max(max(train_data.read(0)[0].shape[:2]), config.size_p)
     ckpt.size_g, ckpt.size_p = config.size_g, config.size_p
 
     model = ckpt.model.to(device)
-    global_model = (
-        ckpt.global_model.to(device) if ckpt.global_model is not None else None
-    )
+    global_model = ckpt.global_model.to(device) if ckpt.global_model is not None else None
     set_train_mode(model, config.mode)
     optimizer = _optimizer(model, config.mode, config.lr)
     steps_per_epoch = -(-len(train_data) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _poly(config.epochs * steps_per_epoch)
-    )
-    scaler = torch.amp.GradScaler(
-        device.type, enabled=config.precision == "fp16" and device.type == "cuda"
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(config.epochs * steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16" and device.type == "cuda")
     start_epoch, best = 0, float("-inf")
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -306,12 +241,7 @@ def train(
         batches = train_data.batches(epoch, config.batch_size)
         lr = optimizer.param_groups[0]["lr"]
         for b, indices in enumerate(batches):
-            images = [
-                prepare(
-                    *train_data.sample(i, epoch), config.size_g, config.size_p, device
-                )
-                for i in indices
-            ]
+            images = [prepare(*train_data.sample(i, epoch), config.size_g, config.size_p, device) for i in indices]
             loss = train_step(
                 config.mode,
                 model,
@@ -323,9 +253,7 @@ def train(
                 config.coarse_to_fine,
             )
             if not np.isfinite(loss):
-                raise GLNetError(
-                    f"the loss became {loss} in epoch {epoch + 1}: lower --lr or use --precision fp32"
-                )
+                raise GLNetError(f"the loss became {loss} in epoch {epoch + 1}: lower --lr or use --precision fp32")
             if any(p.grad is not None for g in optimizer.param_groups for p in g["params"]):
                 scaler.step(optimizer)  # (coarse-to-fine may leave a batch without patches)
                 scaler.update()
@@ -338,11 +266,7 @@ def train(
                 log.info("stopped in epoch %d", epoch + 1)
                 raise TrainingStopped(epoch)
         model.eval()
-        miou = (
-            validate(ckpt, val_data, config.device, config.precision, config.exclude)
-            if val_data
-            else float("nan")
-        )
+        miou = validate(ckpt, val_data, config.device, config.precision, config.exclude) if val_data else float("nan")
         set_train_mode(model, config.mode)
         improved = val_data is None or (np.isfinite(miou) and miou > best)
         if improved:
@@ -355,13 +279,27 @@ def train(
         }
         if improved:
             save_checkpoint(ckpt, output)
-        ckpt.extra = {**ckpt.extra, "train_state": {
-            "epoch": epoch, "best": best, "config": _fingerprint(config), "rng": _rng_state(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-        }}  # fmt: skip
+        ckpt.extra = {
+            **ckpt.extra,
+            "train_state": {
+                "epoch": epoch,
+                "best": best,
+                "config": _fingerprint(config),
+                "rng": _rng_state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+            },
+        }
         save_checkpoint(ckpt, last_path)
-        row = {"epoch": epoch + 1, "lr": f"{lr:.4g}", "train_loss": f"{np.mean(losses):.6f}",
-               "val_miou": f"{miou:.6f}", "best": int(improved), "seconds": f"{time.perf_counter() - t0:.1f}"}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "lr": f"{lr:.4g}",
+            "train_loss": f"{np.mean(losses):.6f}",
+            "val_miou": f"{miou:.6f}",
+            "best": int(improved),
+            "seconds": f"{time.perf_counter() - t0:.1f}",
+        }
         _write_log(log_path, row, epoch + 1)
         write_plot(log_path, plot_path(output))
         log.info(

@@ -14,9 +14,7 @@ EPS = 1e-7
 FM_REG_WEIGHT = 0.15  # the reference's lamb_fmreg
 
 
-def focal_loss(
-    logits: Tensor, target: Tensor, gamma: float = GAMMA, eps: float = EPS
-) -> Tensor:
+def focal_loss(logits: Tensor, target: Tensor, gamma: float = GAMMA, eps: float = EPS) -> Tensor:
     """Mean over pixels of -(1 - p_t)^gamma * log(p_t), p_t = softmax prob of the true class.
 
     p_t is clamped to [eps, 1 - eps] as in the reference, which keeps the

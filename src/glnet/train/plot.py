@@ -12,7 +12,7 @@ import logging
 import math
 from pathlib import Path
 
-from ..atomic import atomic_write
+from glnet.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

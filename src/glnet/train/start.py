@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from ..checkpoint import GLNetCheckpoint, load_checkpoint
-from ..classes import DEEPGLOBE, ClassTable
-from ..errors import GLNetError
-from ..export import export_classes
-from ..model import GLNet, GLNetConfig
-from .steps import freeze
-
-if TYPE_CHECKING:
-    from .loop import TrainConfig
+from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
+from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.data.dataset import export_classes
+from glnet.errors import GLNetError
+from glnet.model import GLNet, GLNetConfig
+from glnet.train.config import TrainConfig
+from glnet.train.steps import freeze
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +40,13 @@ RECIPE_SOURCES = {"global": ("global",), "global2local": ("global",), "local2glo
 GLOBAL_PARTS = ("resnet_global", "fpn_global")
 
 
-def data_classes(config: "TrainConfig") -> ClassTable | None:
+def data_classes(config: TrainConfig) -> ClassTable | None:
     """The class table the data is labelled with: ``config.classes`` when
     given, else the one an export's manifest records, else None (unknown)."""
     return config.classes if config.classes is not None else export_classes(config.data)
 
 
-def load_source(config: "TrainConfig") -> GLNetCheckpoint:
+def load_source(config: TrainConfig) -> GLNetCheckpoint:
     """``config.init_from``, checked against what the stage can start from."""
     path = config.init_from
     authors_l2g = config.init_mode == "local2global"
@@ -86,7 +83,7 @@ def _global_branch(src: GLNetCheckpoint) -> GLNet:
     return model
 
 
-def _fixed_global(config: "TrainConfig", src: GLNetCheckpoint) -> GLNet:
+def _fixed_global(config: TrainConfig, src: GLNetCheckpoint) -> GLNet:
     """local2global's fixed first-pass global model: ``--global-from``, else
     the source's own (a global2local checkpoint's frozen global branch is
     the global checkpoint it was trained from)."""
@@ -98,7 +95,7 @@ def _fixed_global(config: "TrainConfig", src: GLNetCheckpoint) -> GLNet:
     return _global_branch(src)
 
 
-def _stage_models(config: "TrainConfig", src: GLNetCheckpoint) -> tuple[GLNet, GLNet | None]:
+def _stage_models(config: TrainConfig, src: GLNetCheckpoint) -> tuple[GLNet, GLNet | None]:
     """(model, fixed global model or None) for ``config.mode`` from ``src``."""
     where = Path(config.init_from)
     if config.mode == "global":
@@ -122,7 +119,7 @@ def _stage_models(config: "TrainConfig", src: GLNetCheckpoint) -> tuple[GLNet, G
     return model, freeze(fixed)
 
 
-def _change_classes(config: "TrainConfig", model: GLNet, fixed: GLNet | None, old: ClassTable, new: ClassTable) -> None:
+def _change_classes(config: TrainConfig, model: GLNet, fixed: GLNet | None, old: ClassTable, new: ClassTable) -> None:
     """Fresh classifier layers when the data's class names differ from the
     source's; a table differing only in colours keeps the weights."""
     if new.names == old.names:
@@ -142,14 +139,16 @@ def _change_classes(config: "TrainConfig", model: GLNet, fixed: GLNet | None, ol
         )
 
 
-def initial_checkpoint(config: "TrainConfig") -> GLNetCheckpoint:
+def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
     """The stage's starting checkpoint (see the module docstring), seeded so
     runs repeat, on the data's class table."""
     torch.manual_seed(config.seed)
     classes = data_classes(config)
     if config.init_from is None:  # the global stage from scratch (ImageNet init is not available)
         classes = classes or DEEPGLOBE
-        cfg = GLNetConfig(len(classes), config.backbone or "resnet50", config.fpn_width or 256, config.backbone_width or 64)
+        cfg = GLNetConfig(
+            len(classes), config.backbone or "resnet50", config.fpn_width or 256, config.backbone_width or 64
+        )
         model = GLNet(cfg, global_only=True)
         return GLNetCheckpoint("global", model, classes, size_g=config.size_g, size_p=config.size_p)
     src = load_source(config)

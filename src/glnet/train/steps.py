@@ -16,13 +16,13 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from ..coarse import CoarseToFine
-from ..model import GLNet
-from ..model.fpn import Features
-from ..model.fusion import LocalMerger, crop, crop_features
-from ..runtime import autocast
-from .data import PreparedImage
-from .losses import FM_REG_WEIGHT, fm_regularisation, focal_loss
+from glnet.inference.coarse import CoarseToFine
+from glnet.model import GLNet
+from glnet.model.fpn import Features
+from glnet.model.fusion import LocalMerger, crop, crop_features
+from glnet.runtime import autocast
+from glnet.train.batches import PreparedImage
+from glnet.train.losses import FM_REG_WEIGHT, fm_regularisation, focal_loss
 
 GLOBAL_PARTS = ("resnet_global", "fpn_global")
 LOCAL_PARTS = ("resnet_local", "fpn_local")
@@ -158,16 +158,11 @@ def local2global_step(
     per patch sub-batch focal(ensemble of the stored local ps3 with the crop
     of the refined global ps3).  No MSE term."""
     merged, ps3s, images = zip(
-        *(
-            _collect_local(model, global_model, im, sub_batch_size, precision, coarse_to_fine)
-            for im in images
-        )
+        *(_collect_local(model, global_model, im, sub_batch_size, precision, coarse_to_fine) for im in images)
     )
     device = images[0].image_g.device
     image_g = torch.cat([im.image_g for im in images])
-    batch = Features.from_maps(
-        [torch.cat(maps) for maps in zip(*(m.maps() for m in merged))]
-    )
+    batch = Features.from_maps([torch.cat(maps) for maps in zip(*(m.maps() for m in merged))])
     with autocast(device, precision):
         refined = model.refine_global(image_g, batch)
         logits = model.global_logits(refined)
@@ -208,9 +203,7 @@ def train_step(
         return global2local_step(model, images, sub_batch_size, precision, backward, coarse_to_fine)
     if global_model is None:
         raise ValueError("local2global needs the fixed global model")
-    return local2global_step(
-        model, global_model, images, sub_batch_size, precision, backward, coarse_to_fine
-    )
+    return local2global_step(model, global_model, images, sub_batch_size, precision, backward, coarse_to_fine)
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -1,0 +1,449 @@
+"""The inference engine: GLNet on one image, whole or region by region.
+
+The numbers are the reference evaluation's: the global view is the whole
+image resized to size_g x size_g with PIL's bilinear filter, pixels scaled
+to [0, 1], the reference patch grid, each patch's 1/4-scale logits
+nearest-upsampled to the patch and averaged where patches overlap.
+
+What is different is how the work is organised:
+
+* the global branch runs once per image and its output is an explicit
+  value reused by every patch batch and every later region request;
+* patches go through the local branch in batches, channels-last;
+* a region request runs only the patches that intersect it, and inside the
+  region the result equals the whole-image result;
+* local2global keeps C x 127 x 127 per patch (the local half of the
+  ensemble), never the 512-channel ps3, so memory stays bounded;
+* ``ImageSession.run`` is a generator that yields after every batch, so a
+  caller can show progress and stop between batches; work done so far is
+  kept and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from glnet.checkpoint import GLNetCheckpoint
+from glnet.errors import GLNetError
+from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
+from glnet.inference.coarse import nearest_index as _nearest_index
+from glnet.inference.grid import PatchGrid
+from glnet.model import EnsembleHead, GLNet, GlobalContext
+from glnet.model.fusion import LocalMerger, crop, crop_features
+from glnet.model.resnet import fold_batchnorm
+from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
+
+log = logging.getLogger(__name__)
+
+Region = tuple[int, int, int, int]  # top, left, bottom, right (half-open, pixels)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each unit of work; ``done``/``total`` count patches."""
+
+    stage: str  # "global", "local", "refine"
+    done: int
+    total: int
+
+
+@dataclass
+class Segmentation:
+    """A region's result: mean logits over overlapping patches and labels."""
+
+    region: Region
+    logits: (
+        np.ndarray
+    )  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
+    labels: np.ndarray  # uint8 (h, w) class indices at full resolution
+    patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
+
+
+def _logit_size(patch: int) -> int:
+    """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
+    after_conv = -(-patch // 2)
+    return -(-after_conv // 2)
+
+
+def _label_dtype(num_classes: int) -> type:
+    return np.uint8 if num_classes <= 256 else np.uint16
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise GLNetError(f"expected an RGB image of shape (H, W, 3), got {shape}")
+    if image.dtype != np.uint8:
+        raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
+    return image
+
+
+@dataclass
+class PatchResults:
+    """Per-patch 1/4-scale logits of an image and how they compose into a
+    full-resolution result: nearest upsampling to the patch, mean where
+    patches overlap, argmax of the sum (the reference's arithmetic).
+
+    Plain arrays only, so it pickles (dask workers return it) and saves."""
+
+    size: tuple[int, int]  # image height, width (unpadded)
+    origins: list[tuple[int, int]]  # top-left of each patch
+    patch: tuple[int, int]  # patch height, width (global mode: the padded image)
+    logits: np.ndarray  # float32 (n, C, h, w), one per origin
+    skipped: np.ndarray | None = None  # bool (n,): coarse-to-fine filled these from the global prediction
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[1]
+
+    def covers(self, region: Region) -> bool:
+        top, left, bottom, right = region
+        ph, pw = self.patch
+        covered = np.zeros((bottom - top, right - left), bool)
+        for t, l in self.origins:
+            y0, y1, x0, x1 = max(t, top), min(t + ph, bottom), max(l, left), min(l + pw, right)
+            if y0 < y1 and x0 < x1:
+                covered[y0 - top : y1 - top, x0 - left : x1 - left] = True
+        return bool(covered.all())
+
+    def result(self, region: Region) -> Segmentation:
+        top, left, bottom, right = region
+        ph, pw = self.patch
+        rows_of = _nearest_index(self.logits.shape[2], ph)
+        cols_of = _nearest_index(self.logits.shape[3], pw)
+        canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
+        count = np.zeros((bottom - top, right - left), np.float32)
+        skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
+        n_skipped = 0
+        for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
+            y0, y1 = max(t, top), min(t + ph, bottom)
+            x0, x1 = max(l, left), min(l + pw, right)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            n_skipped += int(skip)
+            up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
+            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
+            count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
+        if not count.all():
+            raise GLNetError(f"region {region} is not covered by the computed patches")
+        labels = canvas.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
+        canvas /= count
+        return Segmentation(region, canvas, labels, n_skipped)
+
+
+class Segmenter:
+    """A loaded checkpoint placed on a device, ready to segment images.
+
+    It takes the checkpoint's models over and converts them for inference
+    (BatchNorm folded into the convs, channels-last): train or save a
+    freshly loaded checkpoint, not one a Segmenter has used."""
+
+    def __init__(
+        self,
+        checkpoint: GLNetCheckpoint,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 4,
+        size_g: int | None = None,
+        size_p: int | None = None,
+        coarse_to_fine: CoarseToFine | bool | None = None,
+    ):
+        """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
+        the global prediction's foreground skip the local branch (see
+        ``glnet.coarse``); it changes nothing in mode global."""
+        if batch_size < 1:
+            raise GLNetError(f"batch size must be at least 1, got {batch_size}")
+        self.checkpoint = checkpoint
+        self.mode = checkpoint.mode
+        self.device = resolve_device(device)
+        self.precision = precision
+        autocast(self.device, precision)  # validates the name
+        warn_slow_precision(self.device, precision)
+        self.batch_size = batch_size
+        self.size_g = size_g or checkpoint.size_g
+        self.size_p = size_p or checkpoint.size_p
+        for name, value in (("size_g", self.size_g), ("size_p", self.size_p)):
+            if value < 32:
+                raise GLNetError(f"{name} must be at least 32 px, got {value}")
+        self.num_classes = checkpoint.config.num_classes
+        self.coarse_to_fine = as_coarse_to_fine(coarse_to_fine) if self.mode != "global" else None
+        return_freed_memory_promptly()
+        self.model = self._place(checkpoint.model)
+        self.global_model = self._place(checkpoint.global_model) if checkpoint.global_model is not None else None
+        self.head = EnsembleHead(self.model) if self.mode != "global" else None
+        mean = torch.tensor(checkpoint.input_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(checkpoint.input_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mean, self._std = mean.to(self.device), std.to(self.device)
+
+    def _place(self, model: GLNet) -> GLNet:
+        for name in ("resnet_global", "resnet_local"):
+            if hasattr(model, name):
+                fold_batchnorm(getattr(model, name))
+        model.inference_only = True
+        return model.eval().to(self.device, memory_format=torch.channels_last)
+
+    def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> scaled float (B, 3, H, W), channels-last."""
+        x = torch.from_numpy(np.array(pixels, copy=True)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - self._mean) / self._std
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def open(self, image: np.ndarray) -> ImageSession:
+        return ImageSession(self, image)
+
+    def segment(self, image: np.ndarray, region: Region | None = None) -> Segmentation:
+        session = self.open(image)
+        for _ in session.run(region):
+            pass
+        return session.result(region)
+
+
+class ImageSession:
+    """One image being segmented: its global context and the patches done so far."""
+
+    def __init__(self, segmenter: Segmenter, image: np.ndarray):
+        self.seg = segmenter
+        image = _check_image(image)
+        self.height, self.width = image.shape[:2]
+        p = segmenter.size_p
+        # Axes shorter than a patch are padded by mirroring (and results
+        # cropped back): the reference cannot process such images at all.
+        pad_h, pad_w = max(0, p - self.height), max(0, p - self.width)
+        if pad_h or pad_w:
+            log.info("image %dx%d is smaller than the %d px patch: mirror-padding it", self.height, self.width, p)
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+        self.image = image
+        self.padded_size = image.shape[:2]
+        self.grid = PatchGrid(image.shape[0], image.shape[1], p)
+        self.origins = self.grid.origins
+        self._context: GlobalContext | None = None
+        self._refined: GlobalContext | None = None
+        self._merger: LocalMerger | None = None
+        self._local_part: dict[int, torch.Tensor] = {}  # ensemble logits (l2g: local half only)
+        self._global_logits: torch.Tensor | None = None
+        self._fine: list[int] | None = None  # coarse-to-fine: the patches the local branch runs
+        self._fine_set: set[int] | None = None
+
+    # -- pieces --------------------------------------------------------
+    def global_image(self) -> torch.Tensor:
+        s = self.seg.size_g
+        small = np.asarray(Image.fromarray(self.image).resize((s, s), Image.BILINEAR))
+        return self.seg.to_tensor(small[None])
+
+    def _ctx(self) -> GlobalContext:
+        if self._context is None:
+            seg = self.seg
+            net = seg.global_model if seg.mode == "local2global" else seg.model
+            with torch.inference_mode(), autocast(seg.device, seg.precision):
+                self._image_g = self.global_image()
+                self._context = net.global_context(self._image_g)
+        return self._context
+
+    def global_logits(self) -> torch.Tensor:
+        """(C, h, w) global-branch logits: the fast overview of the whole image."""
+        if self._global_logits is None:
+            seg = self.seg
+            net = seg.global_model if seg.mode == "local2global" else seg.model
+            ctx = self._ctx()
+            with torch.inference_mode(), autocast(seg.device, seg.precision):
+                self._global_logits = net.global_logits(ctx)[0].float().cpu()
+        return self._global_logits
+
+    def global_labels(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Global-branch labels at image pixels ``rows`` x ``cols`` (any sampling).
+
+        The quick overview a viewer shows before the patches are done: one
+        global pass, sampled as coarsely as the screen needs.  In mode global
+        this is the final result at those pixels."""
+        g = self.global_logits()
+        r = _nearest_index(g.shape[1], self.padded_size[0])[np.asarray(rows)]
+        c = _nearest_index(g.shape[2], self.padded_size[1])[np.asarray(cols)]
+        return g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(r, c)]
+
+    def _patches(self, indices: list[int]) -> torch.Tensor:
+        p = self.seg.size_p
+        pixels = np.stack([self.image[t : t + p, l : l + p] for t, l in (self.origins[i] for i in indices)])
+        return self.seg.to_tensor(pixels)
+
+    def _local_batch(self, indices: list[int], ctx: GlobalContext) -> None:
+        """Local branch + local half of the ensemble for a batch of patches."""
+        seg = self.seg
+        origins = [self.origins[i] for i in indices]
+        crops = crop_features(ctx.features, self.padded_size, origins, seg.size_p)
+        local = seg.model.local_pyramid(self._patches(indices), crops)
+        if seg.mode == "local2global":
+            if self._merger is None:
+                fine = [self.origins[i] for i in self.fine_patches()]
+                self._merger = LocalMerger(ctx.features, self.padded_size, fine, seg.size_p)
+            self._merger.add(local, origins)
+        parts = seg.model.fpn_local.ps3_parts(local, crops)
+        del local  # from here on only the four ps2 maps (inside parts) are needed
+        part = seg.head.local_part(parts)
+        if seg.mode == "global2local":
+            part = part + self._global_part(ctx, origins, part)
+        for i, logits in zip(indices, part.float().cpu()):
+            self._local_part[i] = logits
+
+    def _global_part(self, ctx: GlobalContext, origins, like: torch.Tensor) -> torch.Tensor:
+        ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
+        return self.seg.head.global_part(ps3_crop, tuple(like.shape[-2:]))
+
+    # -- coarse-to-fine ------------------------------------------------
+    def fine_patches(self) -> list[int]:
+        """Indices of the patches the local branch runs: all of them, or with
+        coarse-to-fine those near the global prediction's foreground (this
+        computes the global logits)."""
+        if self._fine is None:
+            ctf = self.seg.coarse_to_fine
+            if ctf is None or self.seg.mode == "global":
+                self._fine = list(range(len(self.origins)))
+            else:
+                fg = ctf.foreground(self.global_logits().argmax(0).numpy())
+                near = ctf.near(fg, self.padded_size, self.origins, self.seg.size_p)
+                self._fine = [i for i, keep in enumerate(near) if keep]
+                log.info(
+                    "coarse-to-fine: %d of %d patches skipped", len(self.origins) - len(self._fine), len(self.origins)
+                )
+        return self._fine
+
+    @property
+    def patches_skipped(self) -> int:
+        """How many of the image's patches coarse-to-fine leaves to the global prediction."""
+        return len(self.origins) - len(self.fine_patches()) if self.seg.mode != "global" else 0
+
+    def _is_skipped(self, i: int) -> bool:
+        if self.seg.coarse_to_fine is None:
+            return False
+        if self._fine_set is None:
+            self._fine_set = set(self.fine_patches())
+        return i not in self._fine_set
+
+    def _skipped_logits(self, i: int) -> torch.Tensor:
+        """A skipped patch's logits at the patches' 1/4 scale: the global
+        logits nearest-sampled at the full-resolution pixels the patch's
+        logit cells stand for (the global-mode upsampling)."""
+        g = self.global_logits()
+        p, q = self.seg.size_p, _logit_size(self.seg.size_p)
+        t, l = self.origins[i]
+        cell = _nearest_index(q, p)  # patch pixel -> the logit cell it shows
+        bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and p
+        middle = (bounds[:-1] + bounds[1:] - 1) // 2
+        rows = _nearest_index(g.shape[1], self.padded_size[0])[t + middle]
+        cols = _nearest_index(g.shape[2], self.padded_size[1])[l + middle]
+        return g[:, rows][:, :, cols]
+
+    # -- the work loop -------------------------------------------------
+    def patches_for(self, region: Region | None) -> list[int]:
+        top, left, bottom, right = self._clip(region)
+        return self.grid.intersecting(top, left, bottom, right)
+
+    def run(self, region: Region | None = None) -> Iterator[Progress]:
+        """Compute what ``result(region)`` needs, yielding after every batch.
+
+        Stopping early (not exhausting the generator) is safe: finished
+        batches are kept, and a later call resumes where this one stopped."""
+        seg = self.seg
+        if seg.mode == "global":
+            self.global_logits()
+            yield Progress("global", 1, 1)
+            return
+        # local2global's global pass needs every (fine) patch's maps once per image
+        fine = set(self.fine_patches())
+        todo = list(range(len(self.origins))) if seg.mode == "local2global" else self.patches_for(region)
+        todo = [i for i in todo if i not in self._local_part and i in fine]
+        total = len(todo)
+        ctx = self._ctx()
+        yield Progress("global", 0, total)
+        for start in range(0, total, seg.batch_size):
+            batch = todo[start : start + seg.batch_size]
+            with torch.inference_mode(), autocast(seg.device, seg.precision):
+                self._local_batch(batch, ctx)
+            yield Progress("local", start + len(batch), total)
+        if seg.mode == "local2global" and self._refined is None and fine:
+            with torch.inference_mode(), autocast(seg.device, seg.precision):
+                self._refined = seg.model.refine_global(self._image_g, self._merger.result())
+            self._merger = None  # the merged maps are not needed any more
+            yield Progress("refine", total, total)
+
+    def _patch_logits(self, i: int) -> torch.Tensor:
+        if self._is_skipped(i):
+            return self._skipped_logits(i)
+        part = self._local_part[i]
+        if self.seg.mode == "local2global":
+            with torch.inference_mode(), autocast(self.seg.device, self.seg.precision):
+                g = self._global_part(self._refined, [self.origins[i]], part[None])
+            part = part + g[0].float().cpu()
+        return part
+
+    # -- results -------------------------------------------------------
+    def _clip(self, region: Region | None) -> Region:
+        if region is None:
+            return 0, 0, self.height, self.width
+        top, left, bottom, right = (int(v) for v in region)
+        top, left = max(0, top), max(0, left)
+        bottom, right = min(self.height, bottom), min(self.width, right)
+        if bottom <= top or right <= left:
+            raise GLNetError(f"region {region} does not overlap the {self.height}x{self.width} image")
+        return top, left, bottom, right
+
+    def result(self, region: Region | None = None) -> Segmentation:
+        """Mean logits and labels inside ``region`` (run() must have finished)."""
+        box = self._clip(region)
+        if self.seg.mode == "global":
+            top, left, bottom, right = box
+            labels = self.global_labels(np.arange(top, bottom), np.arange(left, right))
+            return Segmentation(box, self.global_logits().numpy(), labels)
+        needed = self.patches_for(region)
+        if not self._done(needed):
+            raise GLNetError("the region has not been computed yet: iterate run(region) to the end first")
+        return self._patch_results(needed).result(box)
+
+    @property
+    def complete(self) -> bool:
+        """Every patch (and local2global's refined global pass) is done."""
+        if self.seg.mode == "global":
+            return self._global_logits is not None
+        return self._done(range(len(self.origins)))
+
+    def _done(self, indices) -> bool:
+        """The patches ``indices`` (and local2global's refined pass) are computed."""
+        if self.seg.coarse_to_fine is not None and self._fine is None:
+            return False
+        fine = set(self.fine_patches())
+        if any(i in fine and i not in self._local_part for i in indices):
+            return False
+        return self.seg.mode != "local2global" or self._refined is not None or not fine
+
+    def region_results(self, region: Region) -> PatchResults:
+        """The patches ``region`` needs, as a compact value (run(region) must have finished)."""
+        if self.seg.mode == "global":
+            return self.finished()
+        return self._patch_results(self.patches_for(region))
+
+    def _patch_results(self, indices: list[int]) -> PatchResults:
+        p = self.seg.size_p
+        logits = torch.stack([self._patch_logits(i) for i in indices]).numpy()
+        skipped = np.array([self._is_skipped(i) for i in indices], bool) if self.seg.coarse_to_fine else None
+        return PatchResults((self.height, self.width), [self.origins[i] for i in indices], (p, p), logits, skipped)
+
+    def finished(self) -> PatchResults:
+        """The whole image's results as a compact value (C x size_p/4 squared
+        per patch): what a caller keeps, ships or stores after run() ends,
+        instead of the session with its model, image and global maps."""
+        if self.seg.mode == "global":
+            g = self.global_logits().numpy()[None]
+            return PatchResults((self.height, self.width), [(0, 0)], self.padded_size, g)
+        if not self.complete:
+            raise GLNetError("the image has not been computed yet: iterate run() to the end first")
+        return self._patch_results(list(range(len(self.origins))))
+
+    @property
+    def num_classes(self) -> int:
+        return self.seg.num_classes

@@ -1,0 +1,184 @@
+"""Export corrected/reviewed regions of a label store as training tiles.
+
+People review and correct the model's labels in napari; those regions are
+what is worth retraining on. They are cut into tiles and written in the
+DeepGlobe layout (``<id>_sat.jpg`` + ``<id>_mask.png``) that GLNet's training
+code already reads, with a ``manifest.json`` recording where each tile came
+from and whether it is for training or validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from glnet.atomic import atomic_write
+from glnet.errors import GLNetError
+from glnet.io.labels import write_label
+from glnet.store.labelstore import LabelStore, Region
+
+log = logging.getLogger(__name__)
+
+FORMAT = "napari-glnet-export"
+VERSION = 1
+_WHICH = ("reviewed", "corrected", "all")
+
+
+def _axis_starts(start: int, stop: int, tile: int) -> list[tuple[int, int]]:
+    """Tile spans over [start, stop): a grid from ``start``, the last one shifted
+    inward so every tile is full size (only a span shorter than ``tile`` is smaller)."""
+    if stop - start <= tile:
+        return [(start, stop)]
+    spans = [(s, s + tile) for s in range(start, stop - tile + 1, tile)]
+    if spans[-1][1] < stop:
+        spans.append((stop - tile, stop))
+    return spans
+
+
+def tile_regions(regions: list[Region], tile: int) -> list[Region]:
+    """Tiles covering ``regions``, in order, without duplicates."""
+    out: dict[Region, None] = {}
+    for t, l, b, r in regions:
+        for top, bottom in _axis_starts(t, b, tile):
+            for left, right in _axis_starts(l, r, tile):
+                out[(top, left, bottom, right)] = None
+    return list(out)
+
+
+def _overlaps(a: Region, regions: list[Region]) -> bool:
+    return any(a[0] < r[2] and r[0] < a[2] and a[1] < r[3] and r[1] < a[3] for r in regions)
+
+
+def _split(n: int, val_fraction: float, seed: int) -> list[str]:
+    """Deterministic train/val split; at least one val tile when there are 2+ tiles."""
+    n_val = round(n * val_fraction)
+    if n >= 2 and val_fraction > 0:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = min(n_val, n)
+    val = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
+    return ["val" if i in val else "train" for i in range(n)]
+
+
+def _crop(image: Any, region: Region) -> np.ndarray:
+    t, l, b, r = region
+    crop = np.asarray(image[t:b, l:r])
+    if crop.shape != (b - t, r - l, 3) or crop.dtype != np.uint8:
+        raise GLNetError(
+            f"image crop {list(region)} is {crop.dtype} {crop.shape}; expected ({b - t}, {r - l}, 3) uint8"
+        )
+    return crop
+
+
+def _prepare_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GLNetError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise GLNetError(f"{out_dir} is not empty: pass --overwrite to write into it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def export_tiles(
+    store: LabelStore,
+    image: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    tile: int = 1024,
+    which: str = "reviewed",
+    mask: str = "color",
+    image_format: str = "jpg",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    overwrite: bool = False,
+    source: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Write image/mask tiles of the chosen regions and return the manifest.
+
+    ``which``: "reviewed" (marked in napari), "corrected" (edited) or "all"
+    (the whole label image). ``image`` is indexable as ``image[t:b, l:r]`` giving
+    (h, w, 3) uint8 (numpy or dask). ``source`` names the image in the manifest
+    and tile ids (default: the store's ``source_image`` attr, else its name).
+    ``progress(done, total)`` is called after each tile.
+    """
+    if which not in _WHICH:
+        raise GLNetError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
+    if mask not in ("color", "index"):
+        raise GLNetError(f"mask must be 'color' or 'index', got {mask!r}")
+    if image_format not in ("jpg", "png"):
+        raise GLNetError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    if tile < 1:
+        raise GLNetError(f"tile must be a positive number of pixels, got {tile}")
+    if not 0 <= val_fraction < 1:
+        raise GLNetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if tuple(image.shape[:2]) != store.shape:
+        raise GLNetError(
+            f"the image is {image.shape[0]} x {image.shape[1]} px but the labels are {store.shape[0]} x {store.shape[1]}"
+        )
+    reviewed, corrected = store.reviewed_regions(), store.corrected_regions()
+    if which == "all":
+        regions: list[Region] = [(0, 0, *store.shape)]
+    elif which == "reviewed":
+        regions = reviewed
+        if not regions:
+            raise GLNetError("no reviewed regions: mark regions reviewed or use --all")
+    else:
+        regions = corrected
+        if not regions:
+            raise GLNetError("no corrected regions: edit labels first or use --all")
+    out_dir = Path(out_dir)
+    _prepare_dir(out_dir, overwrite)
+
+    source = source or str(store.attrs.get("source_image") or store.name)
+    stem = Path(source).name.split(".")[0].removesuffix("_sat") or "tile"
+    tiles = tile_regions(regions, tile)
+    splits = _split(len(tiles), val_fraction, seed)
+    entries, ids = [], set()
+    for i, (region, split) in enumerate(zip(tiles, splits)):
+        t, l, b, r = region
+        tid = f"{stem}_r{t}_c{l}"
+        if tid in ids:  # same corner, different size (overlapping regions)
+            tid = f"{tid}_h{b - t}_w{r - l}"
+        ids.add(tid)
+        img_name, mask_name = f"{tid}_sat.{image_format}", f"{tid}_mask.png"
+        pixels = Image.fromarray(_crop(image, region))
+        with atomic_write(out_dir / img_name) as f:
+            if image_format == "jpg":
+                pixels.save(f, format="JPEG", quality=95)
+            else:
+                pixels.save(f, format="PNG")
+        write_label(out_dir / mask_name, store.read(region), store.classes, color=mask == "color")
+        entries.append(
+            {
+                "id": tid,
+                "image": img_name,
+                "mask": mask_name,
+                "region": [t, l, b, r],
+                "split": split,
+                "reviewed": _overlaps(region, reviewed),
+                "corrected": _overlaps(region, corrected),
+            }
+        )
+        if progress is not None:
+            progress(i + 1, len(tiles))
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "source_image": source,
+        "labels_store": str(store.path),
+        "classes": store.classes.to_list(),
+        "tile": tile,
+        "mask": mask,
+        "tiles": entries,
+    }
+    with atomic_write(out_dir / "manifest.json") as f:  # last: a folder with a manifest is complete
+        f.write(json.dumps(manifest, indent=1).encode())
+    log.info("exported %d tiles (%d val) to %s", len(entries), splits.count("val"), out_dir)
+    return manifest

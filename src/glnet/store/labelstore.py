@@ -1,0 +1,535 @@
+"""The label store: a multiscale OME-Zarr label image that segmentations are
+written into and that people correct in napari.
+
+Layout (OME-NGFF 0.5, zarr v3, what ome-zarr-py writes by default)::
+
+    PATH/                       root group (no image: the source image lives elsewhere)
+      labels/                   "labels": [NAME]
+        NAME/                   multiscales (axes y, x) + image-label (colors, properties)
+          s0, s1, ...           level 0 first, each halving (ceil), chunk x chunk, zstd
+      .glnet/NAME/              glnet's own state, outside the NGFF metadata
+        state.json              class table, attrs, edit log, reviewed regions
+        undo/EDIT_ID.npz        old level-0 contents of the last edits
+        journal/                only while a write is under way: levelK.npy (old
+                                contents), state.json (old state), journal.json (marker)
+
+Every write is journalled: the old contents of every level region that will
+change are saved (with a copy of ``state.json``) before the first chunk is
+touched, and a marker file makes the journal valid. If the process dies before
+the journal is removed, the next :meth:`LabelStore.open` puts the old contents
+back, so a store is never left half-written.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from glnet.atomic import atomic_write
+from glnet.classes import ClassTable
+from glnet.errors import GLNetError
+
+log = logging.getLogger(__name__)
+
+Region = tuple[int, int, int, int]  # top, left, bottom, right; half-open, level-0 pixels
+
+STATE_VERSION = 1
+UNDO_KEEP = 20
+_MARKER = "journal.json"
+
+# Test-only: called with a stage name at the points where a crash matters
+# ("journal-saved", "level-written-K", "state-saved"); tests make it os._exit.
+_test_hook: Callable[[str], None] | None = None
+
+
+def _hook(stage: str) -> None:
+    if _test_hook is not None:
+        _test_hook(stage)
+
+
+# -- small helpers -------------------------------------------------------------
+def level_shapes(shape: tuple[int, int], min_size: int) -> list[tuple[int, int]]:
+    """Level shapes: halve (ceil) until the largest side is under ``2 * min_size``,
+    so the coarsest level is a quick overview yet never tiny."""
+    shapes = [(int(shape[0]), int(shape[1]))]
+    while max(shapes[-1]) >= 2 * min_size:
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+def level_region(region: Region, level: int) -> Region:
+    """The pixels of ``level`` covering a level-0 ``region`` (floor/ceil)."""
+    t, l, b, r = region
+    f = 1 << level
+    return (t >> level, l >> level, -(-b // f), -(-r // f))
+
+
+def downsample_mode(labels: np.ndarray) -> np.ndarray:
+    """2x2 mode downsampling (ceil size); ties go to the smallest class index.
+
+    An odd edge is padded by repeating it, which doubles the 1- or 2-pixel edge
+    blocks and so keeps their class proportions. Labels are uint8 or uint16.
+    """
+    a = np.asarray(labels)
+    h, w = a.shape
+    if h % 2 or w % 2:
+        a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
+    quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
+    wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
+    bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
+    best = None
+    for i, q in enumerate(quads):
+        votes = sum((q == other).astype(wide) for j, other in enumerate(quads) if j != i)
+        key = (votes << bits) | (top - q.astype(wide))  # more votes first, then the smaller class
+        best = key if best is None else np.maximum(best, key)
+    return (top - (best & top)).astype(labels.dtype)
+
+
+def _check_region(region: Any, shape: tuple[int, int]) -> Region:
+    try:
+        t, l, b, r = (int(v) for v in region)
+    except (TypeError, ValueError):
+        raise GLNetError(f"a region must be four integers (top, left, bottom, right), got {region!r}") from None
+    if not (0 <= t < b <= shape[0] and 0 <= l < r <= shape[1]):
+        raise GLNetError(f"region {[t, l, b, r]} is empty or outside the label image ({shape[0]} x {shape[1]} px)")
+    return (t, l, b, r)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=1).encode())
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_write(path) as f:
+        np.save(f, array)
+
+
+def _changes(old: np.ndarray, new: np.ndarray, n_classes: int) -> dict[str, int]:
+    if n_classes <= 256:  # a histogram of (old, new) pairs is cheaper than finding the changed pixels
+        code = old.astype(np.int32) * n_classes + new
+        counts = np.bincount(code.ravel(), minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+        np.fill_diagonal(counts, 0)
+        pairs = zip(*np.nonzero(counts))
+        return {f"{o}->{n}": int(counts[o, n]) for o, n in pairs}
+    diff = old != new
+    code = old[diff].astype(np.int64) * n_classes + new[diff]
+    values, counts = np.unique(code, return_counts=True)
+    return {f"{v // n_classes}->{v % n_classes}": int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+
+# -- the store -----------------------------------------------------------------
+class LabelStore:
+    """A multiscale label image on disk, with an edit log, undo and crash safety.
+
+    Use :meth:`create` or :meth:`open`; one instance is safe to share between
+    threads (writes are serialised). Two processes must not write at the same
+    time (there is no file lock); the state file is re-read on every call, so a
+    reader sees another process's committed edits.
+    """
+
+    def __init__(self, path: Path, name: str, group: zarr.Group, mode: str) -> None:
+        self.path = path
+        self.name = name
+        self._group = group
+        self._mode = mode
+        self._lock = threading.RLock()
+        self._levels = [group[d["path"]] for d in _multiscales(group)["datasets"]]
+        state = self._load_state()
+        self.classes = ClassTable.from_list(state["classes"])
+        self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
+        self.chunk = int(self._levels[0].chunks[0])
+
+    # -- creating and opening ---------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        shape: tuple[int, int],
+        classes: ClassTable,
+        *,
+        name: str = "glnet",
+        chunk: int = 512,
+        min_size: int = 256,
+        overwrite: bool = False,
+        attrs: dict | None = None,
+    ) -> LabelStore:
+        """Create an empty store (all class 0) for an image of ``shape`` (H, W)."""
+        from ome_zarr.format import CurrentFormat
+        from ome_zarr.writer import (
+            add_metadata,
+            write_label_metadata,
+            write_multiscales_metadata,
+        )
+
+        path = Path(path)
+        h, w = (int(v) for v in shape)
+        if h < 1 or w < 1:
+            raise GLNetError(f"label image shape must be positive, got {tuple(shape)}")
+        if chunk < 1 or min_size < 1:
+            raise GLNetError(f"chunk and min_size must be positive, got {chunk} and {min_size}")
+        if not name or "/" in name or name.startswith("."):
+            raise GLNetError(f"label image name must be a plain name, got {name!r}")
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise GLNetError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+            _remove_store(path)
+        dtype = np.uint8 if len(classes) <= 256 else np.uint16
+        root = zarr.open_group(path, mode="w-", zarr_format=3)
+        group = root.create_group("labels").create_group(name)
+        shapes = level_shapes((h, w), min_size)
+        datasets = []
+        for k, level_shape in enumerate(shapes):
+            group.create_array(
+                f"s{k}",
+                shape=level_shape,
+                chunks=(chunk, chunk),
+                dtype=dtype,
+                fill_value=0,
+                dimension_names=["y", "x"],
+            )
+            scale = float(1 << k)
+            datasets.append(
+                {"path": f"s{k}", "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]}
+            )
+        write_multiscales_metadata(group, datasets=datasets, axes=["y", "x"], name=name)
+        colors = [{"label-value": i, "rgba": [*c.color, 255]} for i, c in enumerate(classes.classes)]
+        properties = [{"label-value": i, "name": c.name} for i, c in enumerate(classes.classes)]
+        write_label_metadata(root["labels"], name, colors=colors, properties=properties)
+        add_metadata(root["labels"], {"version": CurrentFormat().version})  # NGFF 0.5 wants it on every group
+        glnet_dir = path / ".glnet" / name
+        (glnet_dir / "undo").mkdir(parents=True)
+        state = {
+            "format": "napari-glnet-labels",
+            "version": STATE_VERSION,
+            "classes": classes.to_list(),
+            "attrs": dict(attrs or {}),
+            "edits": [],
+            "next_edit": 1,
+            "reviewed": [],
+        }
+        _write_json(glnet_dir / "state.json", state)
+        log.info("created label store %s (%d x %d, %d levels, chunk %d)", path, h, w, len(shapes), chunk)
+        return cls(path, name, group, "r+")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], name: str | None = None, mode: str = "r+") -> LabelStore:
+        """Open a store; with ``mode="r+"`` an interrupted write is rolled back first."""
+        path = Path(path)
+        if mode not in ("r", "r+"):
+            raise GLNetError(f"mode must be 'r' or 'r+', got {mode!r}")
+        if not path.is_dir():
+            raise GLNetError(f"label store not found: {path}")
+        try:
+            labels = zarr.open_group(path / "labels", mode="r" if mode == "r" else "r+")
+            names = list(labels.attrs.get("ome", labels.attrs).get("labels", []))
+        except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
+            raise GLNetError(f"{path} is not a label store (no OME-Zarr labels group): {exc}") from None
+        if not names:
+            raise GLNetError(f"{path} is not a label store: its labels group lists no label images")
+        if name is None:
+            name = names[0]
+        elif name not in names:
+            raise GLNetError(f"{path} has no label image {name!r}; it has {', '.join(names)}")
+        if not (path / ".glnet" / name / "state.json").is_file():
+            raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
+        try:
+            group = labels[name]
+            _multiscales(group)
+        except (KeyError, GLNetError) as exc:
+            raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
+        store = cls(path, name, group, mode)
+        store._recover()
+        return store
+
+    # -- reading ------------------------------------------------------------------
+    @property
+    def levels(self) -> list[zarr.Array]:
+        """The zarr arrays, level 0 (full resolution) first."""
+        return list(self._levels)
+
+    @property
+    def attrs(self) -> dict:
+        """glnet's own metadata (source image, scenes done, ...): a copy."""
+        return dict(self._load_state()["attrs"])
+
+    def read(self, region: Region | None = None, level: int = 0) -> np.ndarray:
+        """Labels of a level-0 ``region`` (whole image by default), at ``level``."""
+        if not 0 <= level < len(self._levels):
+            raise GLNetError(f"level {level} does not exist; the store has levels 0..{len(self._levels) - 1}")
+        region = (0, 0, *self.shape) if region is None else _check_region(region, self.shape)
+        t, l, b, r = level_region(region, level)
+        return np.asarray(self._levels[level][t:b, l:r])
+
+    def edit_log(self) -> list[dict]:
+        """The recorded edits, oldest first."""
+        return list(self._load_state()["edits"])
+
+    def reviewed_regions(self) -> list[Region]:
+        """Regions someone marked as checked (ready for training)."""
+        return [tuple(e["region"]) for e in self._load_state()["reviewed"]]  # type: ignore[misc]
+
+    def corrected_regions(self) -> list[Region]:
+        """Regions of the recorded edits (where the model was corrected)."""
+        return [tuple(e["region"]) for e in self._load_state()["edits"]]  # type: ignore[misc]
+
+    # -- writing ------------------------------------------------------------------
+    def write(
+        self,
+        region: Region,
+        labels: np.ndarray,
+        *,
+        edit: bool = True,
+        author: str | None = None,
+        note: str = "",
+    ) -> dict | None:
+        """Write level-0 labels into ``region`` and rebuild the coarser levels there.
+
+        ``edit=True`` (a person's correction) records an edit-log entry and undo
+        data and returns the entry; ``edit=False`` (the segmenter writing its
+        predictions) records nothing. Nothing is written, and None is returned,
+        when no pixel changes.
+        """
+        self._check_writable()
+        region = _check_region(region, self.shape)
+        labels = np.asarray(labels)
+        t, l, b, r = region
+        if labels.shape != (b - t, r - l):
+            raise GLNetError(f"labels have shape {labels.shape} but region {list(region)} is {b - t} x {r - l} px")
+        if labels.dtype.kind not in "iub":
+            raise GLNetError(f"labels must be integer class indices, got {labels.dtype}")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= len(self.classes)):
+            n = len(self.classes)
+            raise GLNetError(f"labels hold values outside 0..{n - 1} (the class table has {n} classes)")
+        labels = labels.astype(self._levels[0].dtype, copy=False)
+        with self._lock:
+            around, old = self._read_around(region)
+            changes = _changes(old, labels, len(self.classes))
+            if not changes:
+                log.debug("write to %s changes nothing", list(region))
+                return None
+            entry = None
+            if edit:
+                entry = {
+                    "id": None,
+                    "time": _now(),
+                    "author": author or _user(),
+                    "region": list(region),
+                    "note": note,
+                    "changes": changes,
+                }
+            self._transaction(region, labels, around, old, entry=entry)
+            return entry
+
+    def undo(self) -> dict | None:
+        """Undo the last recorded edit (all levels) and drop it from the log; None if none."""
+        self._check_writable()
+        with self._lock:
+            state = self._load_state()
+            if not state["edits"]:
+                return None
+            entry = state["edits"][-1]
+            undo_file = self._dir / "undo" / f"{entry['id']}.npz"
+            if not undo_file.is_file():
+                raise GLNetError(
+                    f"edit {entry['id']} can no longer be undone (only the last {UNDO_KEEP} edits keep undo data)"
+                )
+            with np.load(undo_file) as z:
+                old = z["labels"]
+            region: Region = tuple(entry["region"])  # type: ignore[assignment]
+            around, current = self._read_around(region)
+            self._transaction(region, old, around, current, undo=entry)
+            log.info("undid edit %s in %s", entry["id"], entry["region"])
+            return entry
+
+    def mark_reviewed(self, region: Region, note: str = "") -> None:
+        """Record that a person checked ``region`` (export uses it for retraining)."""
+        self._check_writable()
+        region = _check_region(region, self.shape)
+        with self._lock:
+            state = self._load_state()
+            state["reviewed"].append({"region": list(region), "note": note, "time": _now(), "author": _user()})
+            _write_json(self._dir / "state.json", state)
+
+    def update_attrs(self, **values: Any) -> None:
+        """Merge JSON-serialisable ``values`` into :attr:`attrs` (saved atomically)."""
+        self._check_writable()
+        with self._lock:
+            state = self._load_state()
+            state["attrs"].update(values)
+            try:
+                json.dumps(state["attrs"])
+            except TypeError as exc:
+                raise GLNetError(f"label store attrs must be JSON-serialisable: {exc}") from None
+            _write_json(self._dir / "state.json", state)
+
+    # -- internals -------------------------------------------------------------------
+    @property
+    def _dir(self) -> Path:
+        return self.path / ".glnet" / self.name
+
+    def _check_writable(self) -> None:
+        if self._mode == "r":
+            raise GLNetError(f"{self.path} was opened read-only (mode 'r')")
+
+    def _load_state(self) -> dict:
+        # Re-read every time: another process (segmenter, napari) may have changed it.
+        try:
+            state = json.loads((self._dir / "state.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise GLNetError(f"cannot read {self._dir / 'state.json'}: {exc}") from None
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise GLNetError(f"{self._dir / 'state.json'} is not a version-{STATE_VERSION} glnet label state")
+        return state
+
+    def _source(self, region: Region, level: int) -> Region:
+        """The pixels of ``level`` that the next level's pixels over ``region`` are made of."""
+        t, l, b, r = region
+        h, w = self._levels[level].shape
+        return (t - t % 2, l - l % 2, min(b + b % 2, h), min(r + r % 2, w))
+
+    def _read_around(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """Level-0 labels of the 2x2-aligned ``region`` (what level 1 is made of) and,
+        as a copy, of ``region`` itself: one read serves both."""
+        st, sl, sb, sr = self._source(region, 0)
+        around = np.asarray(self._levels[0][st:sb, sl:sr])
+        t, l, b, r = region
+        return around, around[t - st : b - st, l - sl : r - sl].copy()
+
+    def _plan(self, region: Region, labels: np.ndarray, around: np.ndarray) -> list[tuple[Region, np.ndarray]]:
+        """New contents of every level: [(level region, labels)], level 0 first."""
+        plan = [(region, labels)]
+        for k in range(1, len(self._levels)):
+            (pt, pl, pb, pr), prev = plan[-1]
+            st, sl, sb, sr = self._source((pt, pl, pb, pr), k - 1)
+            t, l, b, r = st // 2, sl // 2, (sb + 1) // 2, (sr + 1) // 2
+            source = around if k == 1 else np.asarray(self._levels[k - 1][st:sb, sl:sr])
+            source[pt - st : pb - st, pl - sl : pr - sl] = prev
+            plan.append(((t, l, b, r), downsample_mode(source)))
+        return plan
+
+    def _transaction(
+        self,
+        region: Region,
+        labels: np.ndarray,
+        around: np.ndarray,
+        old: np.ndarray,
+        entry: dict | None = None,
+        undo: dict | None = None,
+    ) -> None:
+        plan = self._plan(region, labels, around)
+        journal = self._dir / "journal"
+        shutil.rmtree(journal, ignore_errors=True)
+        journal.mkdir(parents=True)
+        regions = []
+        for k, ((t, l, b, r), _) in enumerate(plan):
+            before = old if k == 0 else np.asarray(self._levels[k][t:b, l:r])
+            _save_npy(journal / f"level{k}.npy", before)
+            regions.append([t, l, b, r])
+        shutil.copyfile(self._dir / "state.json", journal / "state.json")
+        _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
+        _hook("journal-saved")
+        try:
+            for k, ((t, l, b, r), data) in enumerate(plan):
+                self._levels[k][t:b, l:r] = data
+                _hook(f"level-written-{k}")
+            self._commit_state(old, entry, undo)
+            _hook("state-saved")
+        except BaseException:
+            log.warning("write to %s failed; restoring the previous labels", list(region))
+            self._rollback()
+            raise
+        (journal / _MARKER).unlink()
+        shutil.rmtree(journal, ignore_errors=True)
+        if undo is not None:
+            (self._dir / "undo" / f"{undo['id']}.npz").unlink(missing_ok=True)
+
+    def _commit_state(self, old: np.ndarray, entry: dict | None, undo: dict | None) -> None:
+        if entry is None and undo is None:
+            return
+        state = self._load_state()
+        if undo is not None:
+            state["edits"] = [e for e in state["edits"] if e["id"] != undo["id"]]
+        if entry is not None:
+            entry["id"] = state["next_edit"]
+            state["next_edit"] += 1
+            _save_npz(self._dir / "undo" / f"{entry['id']}.npz", labels=old)
+            state["edits"].append(entry)
+            for e in state["edits"][:-UNDO_KEEP]:  # undo data only for the last edits
+                (self._dir / "undo" / f"{e['id']}.npz").unlink(missing_ok=True)
+        _write_json(self._dir / "state.json", state)
+
+    def _rollback(self) -> None:
+        """Put back what the journal saved: every level region and the state file."""
+        journal = self._dir / "journal"
+        marker = json.loads((journal / _MARKER).read_text())
+        for k, (t, l, b, r) in enumerate(marker["regions"]):
+            self._levels[k][t:b, l:r] = np.load(journal / f"level{k}.npy")
+        os.replace(journal / "state.json", self._dir / "state.json")
+        (journal / _MARKER).unlink()
+        shutil.rmtree(journal, ignore_errors=True)
+
+    def _recover(self) -> None:
+        journal = self._dir / "journal"
+        if not journal.exists():
+            return
+        if not (journal / _MARKER).is_file():
+            # Died while saving the journal: no chunk was touched yet.
+            if self._mode == "r+":
+                shutil.rmtree(journal, ignore_errors=True)
+            return
+        if self._mode == "r":
+            log.warning("%s has an unfinished write; open it with mode 'r+' to roll it back", self.path)
+            return
+        log.warning("%s: a write was interrupted; rolling back to the labels before it", self.path)
+        self._rollback()
+        known = {f"{e['id']}.npz" for e in self._load_state()["edits"]}
+        for f in (self._dir / "undo").glob("*.npz"):  # undo data of an edit that never committed
+            if f.name not in known:
+                f.unlink()
+
+
+def _multiscales(group: zarr.Group) -> dict:
+    attrs = group.attrs.get("ome", group.attrs)
+    ms = attrs.get("multiscales") if hasattr(attrs, "get") else None
+    if not ms or not ms[0].get("datasets"):
+        raise GLNetError("no multiscales metadata")
+    return ms[0]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name, e.g. in a container
+        return "unknown"
+
+
+def _remove_store(path: Path) -> None:
+    """Delete an old store for ``overwrite``, but never an unrelated folder or file."""
+    if path.is_dir() and not path.is_symlink():
+        if any(path.iterdir()) and not (path / "zarr.json").is_file():
+            raise GLNetError(f"{path} exists and is not a zarr store: refusing to delete it")
+        shutil.rmtree(path)
+    else:
+        raise GLNetError(f"{path} exists and is not a folder: refusing to replace it")
