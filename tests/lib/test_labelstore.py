@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
 from glnet.classes import DEEPGLOBE, ClassTable
 from glnet.errors import GLNetError
 from glnet.store.labelstore import LabelStore, level_region, level_shapes
-
-from helpers import REPO
 
 
 def mode_downsample_reference(a: np.ndarray) -> np.ndarray:
@@ -180,57 +173,6 @@ def test_ome_zarr_reader_finds_label_image(store):
     colors = {c["label-value"]: c["rgba"] for c in ome["image-label"]["colors"]}
     names = {p["label-value"]: p["name"] for p in ome["image-label"]["properties"]}
     assert colors[1] == [0, 255, 255, 255] and names[5] == "water"
-
-
-CRASH_SCRIPT = textwrap.dedent(
-    """
-    import os, sys
-    import numpy as np
-    from glnet.store import labelstore
-    stage = sys.argv[2]
-    labelstore._test_hook = lambda s: os._exit(17) if s == stage else None
-    store = labelstore.LabelStore.open(sys.argv[1])
-    store.write((5, 5, 150, 120), np.full((145, 115), 4, np.uint8), note="crash")
-    """
-)
-
-
-@pytest.mark.parametrize("stage", ["level-written-2", "state-saved"])  # mid-levels; after the log was saved
-def test_crash_mid_write_rolls_back_on_open(store, stage, caplog):
-    store.write((0, 0, *store.shape), blocky_labels(store.shape, seed=4), edit=False)
-    store.write((0, 0, 3, 3), np.full((3, 3), 6, np.uint8))
-    levels = [store.read(level=k) for k in range(len(store.levels))]
-    log_before = store.edit_log()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(store.path), stage], env=env, capture_output=True, check=False
-    )
-    assert proc.returncode == 17, proc.stderr.decode()
-    assert (store.path / ".glnet" / "glnet" / "journal" / "journal.json").is_file()
-    if stage != "journal-saved":
-        assert not np.array_equal(LabelStore.open(store.path, mode="r").read(), levels[0])  # really half-written
-    with caplog.at_level("WARNING"):
-        reopened = LabelStore.open(store.path)
-    assert "rolling back" in caplog.text
-    for k, expect in enumerate(levels):
-        np.testing.assert_array_equal(reopened.read(level=k), expect, err_msg=f"level {k}")
-    assert reopened.edit_log() == log_before
-    assert not (store.path / ".glnet" / "glnet" / "journal").exists()
-    assert sorted(p.name for p in (store.path / ".glnet" / "glnet" / "undo").iterdir()) == ["1.npz"]
-    assert reopened.write((0, 0, 1, 1), np.full((1, 1), 1, np.uint8))["id"] == 2
-
-
-def test_exception_mid_write_rolls_back_in_process(store, monkeypatch):
-    from glnet.store import labelstore
-
-    def boom(stage):
-        if stage == "level-written-1":
-            raise RuntimeError("disk full")
-
-    monkeypatch.setattr(labelstore, "_test_hook", boom)
-    with pytest.raises(RuntimeError):
-        store.write((0, 0, 100, 100), np.full((100, 100), 2, np.uint8))
-    assert not store.read().any() and not store.read(level=1).any() and store.edit_log() == []
 
 
 def test_errors(store, tmp_path):

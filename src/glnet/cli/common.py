@@ -7,9 +7,7 @@ import argparse
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 
 log = logging.getLogger("glnet")
@@ -97,12 +95,3 @@ def progress_bar(desc: str, unit: str, leave: bool = False) -> Iterator[Callable
             bar.refresh()
 
         yield progress
-
-
-def check_output(path: Path, overwrite: bool, image: Path) -> None:
-    if path.resolve() == image.resolve():
-        raise GLNetError(f"output {path} is the input image: refusing to overwrite it")
-    if path.exists() and not overwrite:
-        raise GLNetError(f"{path} exists: pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise GLNetError(f"output folder {path.parent} does not exist")

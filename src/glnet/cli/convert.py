@@ -9,6 +9,7 @@ from pathlib import Path
 from glnet.cli.common import progress_bar
 from glnet.errors import GLNetError
 from glnet.io.pyramid import level_shapes, write_ome_zarr
+from glnet.outputs import refuse_overlap
 
 EXAMPLES = """examples:
   # a huge JPEG or TIFF to a pyramid napari opens instantly at any zoom
@@ -38,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from glnet.io.readers import open_image
 
     src, out = Path(args.image), Path(args.output)
-    if src.exists() and out.exists() and src.resolve() == out.resolve():
-        raise GLNetError(f"output {out} is the input image: refusing to overwrite it")
+    refuse_overlap({"output": out}, {"input image": src})
     if out.exists() and not args.overwrite:
         raise GLNetError(f"{out} exists: pass --overwrite to replace it")
     # no cache detour: JPEG/PNG are decoded in memory once, the rest read lazily

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from glnet.atomic import atomic_write
-from glnet.cli.common import add_model_args, check_output, coarse_to_fine, progress_bar, run_with_progress, segmenter
+from glnet.cli.common import add_model_args, coarse_to_fine, progress_bar, run_with_progress, segmenter
 from glnet.errors import GLNetError
+from glnet.outputs import all_or_none, check_new_file, refuse_overlap
 
 log = logging.getLogger("glnet")
 
@@ -81,12 +82,16 @@ def run(args: argparse.Namespace) -> int:
     from glnet.io.labels import write_label
     from glnet.io.readers import open_image
 
-    check_output(out, args.overwrite, image_path)
+    logits_path = Path(args.logits) if args.logits else None
+    refuse_overlap(
+        {"output": out, "--logits": logits_path},
+        {"input image": image_path, "checkpoint": args.weights, "global checkpoint": args.global_weights},
+    )
+    check_new_file(out, args.overwrite)
     if out.suffix.lower() not in (".png", ".tif", ".tiff"):
         raise GLNetError(f"output {out} must end in .png, .tif, .tiff or .zarr")
-    logits_path = Path(args.logits) if args.logits else None
     if logits_path is not None:
-        check_output(logits_path, args.overwrite, image_path)
+        check_new_file(logits_path, args.overwrite)
         if logits_path.suffix != ".npy":
             raise GLNetError(f"--logits {logits_path} must end in .npy")
     region = _parse_region(args.region)
@@ -101,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("%dx%d image: %d scenes of %d px", *scenes.shape, len(scenes.grid), scenes.grid.scene)
         run_with_progress((p for _, p in scenes.run(region)), f"{seg.mode} {image_path.name}")
         result = scenes.result(region)
-    write_label(out, result.labels, seg.checkpoint.classes, color=args.color)
-    if logits_path is not None:
-        with atomic_write(logits_path) as f:
-            np.save(f, result.logits.astype(np.float32, copy=False))
+    with all_or_none([out] if logits_path is None else [out, logits_path]) as staged:  # both files or neither
+        write_label(staged[0], result.labels, seg.checkpoint.classes, color=args.color)
+        if logits_path is not None:
+            with atomic_write(staged[1]) as f:
+                np.save(f, result.logits.astype(np.float32, copy=False))
     print(f"wrote {out} ({result.labels.shape[1]}x{result.labels.shape[0]}, {seg.mode}, {seg.device.type})")
     if seg.coarse_to_fine is not None:
         print(f"coarse-to-fine: {result.patches_skipped} patch(es) skipped (global prediction used there)")

@@ -8,7 +8,10 @@ one scene's work plus a few saved scenes, whatever the image size.
 
 Resume: saved scenes and written blocks are recorded in the store, so a
 killed run continues where it stopped; blocks are pure functions of saved
-scenes, so the output is byte-identical to an uninterrupted run.  With
+scenes, so the output is byte-identical to an uninterrupted run.  The store
+says it is complete only in its last write (:mod:`glnet.store.completion`);
+a saved scene that cannot be read back (a disk error, a truncated file) is
+computed again.  With
 dask.distributed, workers compute scenes (each loads the model once) and
 this process writes the blocks: the output does not depend on the number
 of workers or the order scenes finish in.
@@ -26,16 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from glnet.atomic import atomic_write
+from glnet.atomic import atomic_write, is_tmp_name
 from glnet.errors import GLNetError
+from glnet.faults import point
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
 from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
+from glnet.outputs import refuse_overlap
+from glnet.store.completion import BLOCK_CHUNKS, blocks
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 
-BLOCK_CHUNKS = 2  # an output block is 2 x 2 store chunks
 PROBABILITY_STEP = 8  # the class-probability map is 1/8 of level 0 per side
 
 
@@ -101,11 +106,6 @@ def compute_scene(spec: ModelSpec, image_path: str, grid: SceneGrid, index: int)
     return index, session.finished[index]
 
 
-def _blocks(shape: tuple[int, int], block: int) -> list[Region]:
-    h, w = shape
-    return [(t, l, min(t + block, h), min(l + block, w)) for t in range(0, h, block) for l in range(0, w, block)]
-
-
 class _SceneFiles:
     """Finished scenes saved in the output store (the resume record), with a
     small in-memory cache."""
@@ -113,6 +113,9 @@ class _SceneFiles:
     def __init__(self, folder: Path, keep: int = 6):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():  # what a killed save left (the store's writer lock is ours)
+            if is_tmp_name(f.name):
+                f.unlink(missing_ok=True)
         self._cache: OrderedDict[int, PatchResults] = OrderedDict()
         self.keep = keep
 
@@ -144,6 +147,20 @@ class _SceneFiles:
             )
         self._remember(index, result)
         return result
+
+    def readable(self, indices: set[int]) -> set[int]:
+        """The saved scenes among ``indices`` that load; an unreadable file
+        (truncated, damaged) is deleted, so its scene is computed again."""
+        good = set()
+        for i in sorted(indices):
+            try:
+                self.load(i)
+            except Exception as e:  # numpy/zipfile raise many types for a damaged file
+                log.warning("saved scene %d is unreadable (%s): computing it again", i, e)
+                self.drop(i)
+                continue
+            good.add(i)
+        return good
 
     def _remember(self, index: int, result: PatchResults) -> None:
         self._cache[index] = result
@@ -190,6 +207,14 @@ def segment_to_store(
     ``probabilities`` (class probabilities averaged over 8 x 8 px, float16,
     C x H/8 x W/8) beside the labels."""
     image_path, out = str(image_path), Path(out)
+    refuse_overlap(
+        {"output": out},
+        {"input image": image_path, "checkpoint": spec.weights, "global checkpoint": spec.global_weights},
+    )
+    if workers < 0:
+        raise GLNetError(f"workers must be 0 (no cluster) or more, got {workers}")
+    if scheduler:
+        _check_scheduler(scheduler)
     image = open_level0(image_path)
     shape = (int(image.shape[0]), int(image.shape[1]))
     seg = spec.segmenter()
@@ -208,12 +233,11 @@ def segment_to_store(
     store = _open_output(out, name, shape, seg, run, chunk, resume, overwrite)
     review_arrays = _review_arrays(out, shape, len(seg.checkpoint.classes), chunk) if review else None
     block = chunk * BLOCK_CHUNKS
-    blocks = _blocks(shape, block)
     written = {tuple(b) for b in store.attrs.get("blocks_done", [])}
     scenes = _SceneFiles(out / ".glnet" / f"run-{name}" / "scenes")
-    saved = scenes.done()
-    pending = [b for b in blocks if b not in written]
+    pending = [b for b in blocks(shape, block) if b not in written]
     needed = sorted({i for b in pending for i in grid.covering(b)})
+    saved = scenes.readable(scenes.done() & set(needed))
     todo = [i for i in needed if i not in saved]
     log.info("%d scenes (%d to compute), %d blocks to write", len(grid), len(todo), len(pending))
 
@@ -242,8 +266,9 @@ def segment_to_store(
             _write_block(store, review_arrays, b, _block_result(grid, scenes, b))
             written.add(b)
         store.update_attrs(blocks_done=sorted(list(b) for b in written))
-    store.update_attrs(complete=True)
+    store.update_attrs(complete=True)  # the completion record: always the last write of a run
     shutil.rmtree(out / ".glnet" / f"run-{name}", ignore_errors=True)
+    point("run-finished")
     return store
 
 
@@ -299,15 +324,17 @@ def _scene_failed(grid: SceneGrid, index: int, error: BaseException) -> GLNetErr
 def _open_output(
     out: Path, name, shape, seg: Segmenter, run: dict, chunk: int, resume: bool, overwrite: bool
 ) -> LabelStore:
-    if out.exists() and resume:
+    unfinished = (out / ".glnet").is_dir() and not (out / ".glnet" / name / "state.json").is_file()
+    if out.exists() and resume and not unfinished:
         store = LabelStore.open(out, name)
         previous = store.attrs.get("run")
         if previous != run:
+            store.close()
             raise GLNetError(
                 f"{out} was written by a different run (image, model or scene settings differ): cannot --resume it"
             )
         return store
-    if out.exists() and not overwrite:
+    if out.exists() and not overwrite and not (resume and unfinished):  # a creation killed: nothing in it yet
         raise GLNetError(f"{out} exists: pass --resume to continue that run or --overwrite to replace it")
     return LabelStore.create(
         out,
@@ -315,9 +342,29 @@ def _open_output(
         seg.checkpoint.classes,
         name=name,
         chunk=chunk,
-        overwrite=overwrite,
-        attrs={"run": run, "blocks_done": [], "complete": False},
+        overwrite=True if out.exists() else overwrite,
+        attrs={"run": run, "block": chunk * BLOCK_CHUNKS, "blocks_done": [], "complete": False},
     )
+
+
+def _check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, in one line, when the scheduler cannot be reached
+    (dask's own client waits 30 s and raises a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
+        raise GLNetError(f"--scheduler {address!r} is not a dask scheduler address like tcp://host:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise GLNetError(f"cannot reach the dask scheduler at {address}: {reason}") from None
 
 
 def _compute(spec, image_path, grid, todo, seg, workers, scheduler) -> Iterator[tuple[int, PatchResults]]:
@@ -340,7 +387,10 @@ def _compute_distributed(spec, image_path, grid, todo, workers, scheduler) -> It
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler:
-        cluster, client = None, Client(scheduler)
+        try:
+            cluster, client = None, Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise GLNetError(f"cannot connect to the dask scheduler at {scheduler}: {e}") from None
     else:
         threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
         spec = ModelSpec(**{**asdict(spec), "threads": threads})

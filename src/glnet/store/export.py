@@ -22,6 +22,7 @@ from PIL import Image
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
 from glnet.io.labels import write_label
+from glnet.outputs import refuse_overlap
 from glnet.store.labelstore import LabelStore, Region
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def export_tiles(
         if not regions:
             raise GLNetError("no corrected regions: edit labels first or use --all")
     out_dir = Path(out_dir)
+    image_file = source if source and Path(source).exists() else None
+    refuse_overlap({"output folder": out_dir}, {"label store": store.path, "image": image_file})
     _prepare_dir(out_dir, overwrite)
 
     source = source or str(store.attrs.get("source_image") or store.name)

@@ -12,12 +12,19 @@ Layout (OME-NGFF 0.5, zarr v3, what ome-zarr-py writes by default)::
         undo/EDIT_ID.npz        old level-0 contents of the last edits
         journal/                only while a write is under way: levelK.npy (old
                                 contents), state.json (old state), journal.json (marker)
+      .glnet/writer.lock        who has the store open for writing (see glnet.store.lock)
 
 Every write is journalled: the old contents of every level region that will
 change are saved (with a copy of ``state.json``) before the first chunk is
-touched, and a marker file makes the journal valid. If the process dies before
-the journal is removed, the next :meth:`LabelStore.open` puts the old contents
-back, so a store is never left half-written.
+touched, and a marker file makes the journal valid. Then the levels and the
+new state are written, and removing the marker commits. Files that only the
+old state needs (the undo data of pruned or undone edits) are deleted after
+the commit, and files a killed write leaves (hidden ``.tmp`` files, undo
+data of an edit that never committed) are collected when the store is next
+opened for writing. If the process dies before the commit, that open puts
+the old contents back, so a store is never left half-written; every step is
+fsynced in this order, so the same holds after a power cut. The kill tests
+(tests/lib/test_store_crashes.py) stop a write at every step.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,9 +43,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from glnet.atomic import atomic_write
+from glnet.atomic import atomic_write, fsync_dir, fsync_file, is_tmp_name
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
+from glnet.faults import point
+from glnet.store import lock as writer_lock
+from glnet.store.completion import Completion, completion
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +57,6 @@ Region = tuple[int, int, int, int]  # top, left, bottom, right; half-open, level
 STATE_VERSION = 1
 UNDO_KEEP = 20
 _MARKER = "journal.json"
-
-# Test-only: called with a stage name at the points where a crash matters
-# ("journal-saved", "level-written-K", "state-saved"); tests make it os._exit.
-_test_hook: Callable[[str], None] | None = None
-
-
-def _hook(stage: str) -> None:
-    if _test_hook is not None:
-        _test_hook(stage)
 
 
 # -- small helpers -------------------------------------------------------------
@@ -144,9 +145,12 @@ class LabelStore:
     """A multiscale label image on disk, with an edit log, undo and crash safety.
 
     Use :meth:`create` or :meth:`open`; one instance is safe to share between
-    threads (writes are serialised). Two processes must not write at the same
-    time (there is no file lock); the state file is re-read on every call, so a
-    reader sees another process's committed edits.
+    threads (writes are serialised). A store opened for writing holds the
+    store's writer lock until :meth:`close` (or until the object is
+    collected): another process that opens it for writing is refused with
+    who holds it (:class:`glnet.store.lock.StoreLocked`) and may open it
+    read-only. The state file is re-read on every call, so a reader sees
+    the writer's committed edits.
     """
 
     def __init__(self, path: Path, name: str, group: zarr.Group, mode: str) -> None:
@@ -154,12 +158,29 @@ class LabelStore:
         self.name = name
         self._group = group
         self._mode = mode
-        self._lock = threading.RLock()
         self._levels = [group[d["path"]] for d in _multiscales(group)["datasets"]]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
         self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
         self.chunk = int(self._levels[0].chunks[0])
+        if mode == "r+":
+            self._lock = writer_lock.acquire(path)
+            self._release = weakref.finalize(self, writer_lock.release, path)
+        else:
+            self._lock = threading.RLock()
+            self._release = None
+
+    def close(self) -> None:
+        """Give back the writer lock (a read-only store holds nothing)."""
+        if self._release is not None:
+            self._release()
+        self._mode = "r"
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- creating and opening ---------------------------------------------------
     @classmethod
@@ -175,14 +196,13 @@ class LabelStore:
         overwrite: bool = False,
         attrs: dict | None = None,
     ) -> LabelStore:
-        """Create an empty store (all class 0) for an image of ``shape`` (H, W)."""
-        from ome_zarr.format import CurrentFormat
-        from ome_zarr.writer import (
-            add_metadata,
-            write_label_metadata,
-            write_multiscales_metadata,
-        )
+        """Create an empty store (all class 0) for an image of ``shape`` (H, W),
+        open for writing.
 
+        ``state.json`` is written last: a folder without it is a creation that
+        was interrupted (:meth:`open` says so; ``overwrite`` replaces it). An
+        old store is replaced only when no other process has it open for
+        writing."""
         path = Path(path)
         h, w = (int(v) for v in shape)
         if h < 1 or w < 1:
@@ -191,51 +211,40 @@ class LabelStore:
             raise GLNetError(f"chunk and min_size must be positive, got {chunk} and {min_size}")
         if not name or "/" in name or name.startswith("."):
             raise GLNetError(f"label image name must be a plain name, got {name!r}")
-        if path.exists() or path.is_symlink():
-            if not overwrite:
-                raise GLNetError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
-            _remove_store(path)
-        dtype = np.uint8 if len(classes) <= 256 else np.uint16
-        root = zarr.open_group(path, mode="w-", zarr_format=3)
-        group = root.create_group("labels").create_group(name)
-        shapes = level_shapes((h, w), min_size)
-        datasets = []
-        for k, level_shape in enumerate(shapes):
-            group.create_array(
-                f"s{k}",
-                shape=level_shape,
-                chunks=(chunk, chunk),
-                dtype=dtype,
-                fill_value=0,
-                dimension_names=["y", "x"],
-            )
-            scale = float(1 << k)
-            datasets.append(
-                {"path": f"s{k}", "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]}
-            )
-        write_multiscales_metadata(group, datasets=datasets, axes=["y", "x"], name=name)
-        colors = [{"label-value": i, "rgba": [*c.color, 255]} for i, c in enumerate(classes.classes)]
-        properties = [{"label-value": i, "name": c.name} for i, c in enumerate(classes.classes)]
-        write_label_metadata(root["labels"], name, colors=colors, properties=properties)
-        add_metadata(root["labels"], {"version": CurrentFormat().version})  # NGFF 0.5 wants it on every group
-        glnet_dir = path / ".glnet" / name
-        (glnet_dir / "undo").mkdir(parents=True)
-        state = {
-            "format": "napari-glnet-labels",
-            "version": STATE_VERSION,
-            "classes": classes.to_list(),
-            "attrs": dict(attrs or {}),
-            "edits": [],
-            "next_edit": 1,
-            "reviewed": [],
-        }
-        _write_json(glnet_dir / "state.json", state)
-        log.info("created label store %s (%d x %d, %d levels, chunk %d)", path, h, w, len(shapes), chunk)
-        return cls(path, name, group, "r+")
+        exists = path.exists() or path.is_symlink()
+        if exists and not overwrite:
+            raise GLNetError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
+        old_store = exists and (path / ".glnet").is_dir() and not path.is_symlink()
+        if old_store:  # never pull a store from under its writer
+            writer_lock.acquire(path)
+        locked = old_store
+        try:
+            if exists:
+                _remove_store(path)
+            try:
+                root = zarr.open_group(path, mode="w-", zarr_format=3)
+            except (FileExistsError, zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
+                raise GLNetError(f"{path} was created by another program meanwhile: not replacing it") from None
+            (path / ".glnet").mkdir()
+            if old_store:
+                writer_lock.renew(path)  # the lock held on the old folder now guards the new one
+            else:
+                writer_lock.acquire(path)
+                locked = True
+            group = _new_label_image(path, root, (h, w), classes, name, chunk, min_size, attrs)
+            log.info("created label store %s (%d x %d, chunk %d)", path, h, w, chunk)
+            return cls(path, name, group, "r+")
+        finally:
+            if locked:
+                writer_lock.release(path)  # the new instance holds its own share
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], name: str | None = None, mode: str = "r+") -> LabelStore:
-        """Open a store; with ``mode="r+"`` an interrupted write is rolled back first."""
+        """Open a store; with ``mode="r+"`` (for writing: takes the writer lock)
+        an interrupted write is rolled back first and what it left is cleaned up.
+
+        An incomplete store (a streaming run that did not finish) opens, and
+        :attr:`completion` says which blocks are missing; read-only opens log it."""
         path = Path(path)
         if mode not in ("r", "r+"):
             raise GLNetError(f"mode must be 'r' or 'r+', got {mode!r}")
@@ -253,6 +262,11 @@ class LabelStore:
         elif name not in names:
             raise GLNetError(f"{path} has no label image {name!r}; it has {', '.join(names)}")
         if not (path / ".glnet" / name / "state.json").is_file():
+            if (path / ".glnet").is_dir():
+                raise GLNetError(
+                    f"{path} is an unfinished label store (its creation was interrupted): "
+                    "write it again with --overwrite"
+                )
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
@@ -260,7 +274,13 @@ class LabelStore:
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
         store = cls(path, name, group, mode)
-        store._recover()
+        try:
+            store._recover()
+        except BaseException:
+            store.close()
+            raise
+        if mode == "r" and not store.completion.complete:
+            log.warning("%s", store.completion.describe(path))
         return store
 
     # -- reading ------------------------------------------------------------------
@@ -281,6 +301,12 @@ class LabelStore:
         region = (0, 0, *self.shape) if region is None else _check_region(region, self.shape)
         t, l, b, r = level_region(region, level)
         return np.asarray(self._levels[level][t:b, l:r])
+
+    @property
+    def completion(self) -> Completion:
+        """Whether every block of the run that fills this store was written
+        (see :mod:`glnet.store.completion`)."""
+        return completion(self._load_state()["attrs"], self.shape)
 
     def edit_log(self) -> list[dict]:
         """The recorded edits, oldest first."""
@@ -438,32 +464,63 @@ class LabelStore:
         entry: dict | None = None,
         undo: dict | None = None,
     ) -> None:
+        """Write all levels and the state, or (after any failure or kill) nothing.
+
+        Order: journal (old contents, old state), marker, levels, new state,
+        marker removed (the commit), then what only the old state needed is
+        deleted. Each step is on disk (fsynced) before the next begins."""
         plan = self._plan(region, labels, around)
         journal = self._dir / "journal"
-        shutil.rmtree(journal, ignore_errors=True)
+        shutil.rmtree(journal, ignore_errors=True)  # an unfinished journal of a write that never began
         journal.mkdir(parents=True)
         regions = []
-        for k, ((t, l, b, r), _) in enumerate(plan):
-            before = old if k == 0 else np.asarray(self._levels[k][t:b, l:r])
-            _save_npy(journal / f"level{k}.npy", before)
-            regions.append([t, l, b, r])
-        shutil.copyfile(self._dir / "state.json", journal / "state.json")
-        _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
-        _hook("journal-saved")
         try:
+            for k, ((t, l, b, r), _) in enumerate(plan):
+                before = old if k == 0 else np.asarray(self._levels[k][t:b, l:r])
+                _save_npy(journal / f"level{k}.npy", before)
+                regions.append([t, l, b, r])
+            with atomic_write(journal / "state.json") as f:
+                f.write((self._dir / "state.json").read_bytes())
+            _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
+        except BaseException:  # nothing was touched yet
+            shutil.rmtree(journal, ignore_errors=True)
+            raise
+        try:
+            point("journal-saved")
             for k, ((t, l, b, r), data) in enumerate(plan):
                 self._levels[k][t:b, l:r] = data
-                _hook(f"level-written-{k}")
+                self._sync_level(k, (t, l, b, r))
+                point(f"level-written-{k}")
             self._commit_state(old, entry, undo)
-            _hook("state-saved")
+            point("state-saved")
         except BaseException:
             log.warning("write to %s failed; restoring the previous labels", list(region))
-            self._rollback()
+            try:
+                self._rollback()
+                self._collect_garbage()
+            except BaseException as again:  # e.g. the disk is still full: the next open rolls back
+                log.error("%s: rolling back failed too (%s); the next open for writing will", self.path, again)
             raise
-        (journal / _MARKER).unlink()
+        (journal / _MARKER).unlink()  # the commit
+        fsync_dir(journal)
+        point("committed")
         shutil.rmtree(journal, ignore_errors=True)
-        if undo is not None:
-            (self._dir / "undo" / f"{undo['id']}.npz").unlink(missing_ok=True)
+        self._collect_garbage()
+
+    def _sync_level(self, k: int, region: Region) -> None:
+        """fsync the chunk files of ``region`` of level ``k`` (zarr does not)."""
+        array = self._levels[k]
+        root = Path(array.store_path.store.root) / array.store_path.path
+        ch, cw = array.chunks
+        t, l, b, r = region
+        folders = set()
+        for i in range(t // ch, (b - 1) // ch + 1):
+            for j in range(l // cw, (r - 1) // cw + 1):
+                chunk = root / array.metadata.encode_chunk_key((i, j))
+                fsync_file(chunk)
+                folders.add(chunk.parent)
+        for folder in folders:
+            fsync_dir(folder)
 
     def _commit_state(self, old: np.ndarray, entry: dict | None, undo: dict | None) -> None:
         if entry is None and undo is None:
@@ -476,38 +533,103 @@ class LabelStore:
             state["next_edit"] += 1
             _save_npz(self._dir / "undo" / f"{entry['id']}.npz", labels=old)
             state["edits"].append(entry)
-            for e in state["edits"][:-UNDO_KEEP]:  # undo data only for the last edits
-                (self._dir / "undo" / f"{e['id']}.npz").unlink(missing_ok=True)
         _write_json(self._dir / "state.json", state)
 
     def _rollback(self) -> None:
-        """Put back what the journal saved: every level region and the state file."""
+        """Put back what the journal saved: every level region and the state
+        file. Idempotent: a rollback that is itself killed is done again."""
         journal = self._dir / "journal"
         marker = json.loads((journal / _MARKER).read_text())
         for k, (t, l, b, r) in enumerate(marker["regions"]):
             self._levels[k][t:b, l:r] = np.load(journal / f"level{k}.npy")
-        os.replace(journal / "state.json", self._dir / "state.json")
+            self._sync_level(k, (t, l, b, r))
+            self._remove_partial_chunks(k, (t, l, b, r))
+        with atomic_write(self._dir / "state.json") as f:
+            f.write((journal / "state.json").read_bytes())
+        point("rolled-back")
         (journal / _MARKER).unlink()
+        fsync_dir(journal)
         shutil.rmtree(journal, ignore_errors=True)
 
+    def _remove_partial_chunks(self, k: int, region: Region) -> None:
+        """zarr writes a chunk as ``KEY.<uuid>.partial`` and renames it: a kill
+        in between leaves that file in the chunk's folder."""
+        array = self._levels[k]
+        root = Path(array.store_path.store.root) / array.store_path.path
+        ch, cw = array.chunks
+        t, l, b, r = region
+        folders = {
+            (root / array.metadata.encode_chunk_key((i, j))).parent
+            for i in range(t // ch, (b - 1) // ch + 1)
+            for j in range(l // cw, (r - 1) // cw + 1)
+        }
+        for folder in folders:
+            for f in folder.glob("*.partial"):
+                f.unlink(missing_ok=True)
+
     def _recover(self) -> None:
+        if self._mode != "r+":
+            if (self._dir / "journal" / _MARKER).is_file():
+                log.warning("%s has an unfinished write; open it for writing to roll it back", self.path)
+            return
         journal = self._dir / "journal"
-        if not journal.exists():
-            return
-        if not (journal / _MARKER).is_file():
-            # Died while saving the journal: no chunk was touched yet.
-            if self._mode == "r+":
-                shutil.rmtree(journal, ignore_errors=True)
-            return
-        if self._mode == "r":
-            log.warning("%s has an unfinished write; open it with mode 'r+' to roll it back", self.path)
-            return
-        log.warning("%s: a write was interrupted; rolling back to the labels before it", self.path)
-        self._rollback()
-        known = {f"{e['id']}.npz" for e in self._load_state()["edits"]}
-        for f in (self._dir / "undo").glob("*.npz"):  # undo data of an edit that never committed
-            if f.name not in known:
-                f.unlink()
+        if (journal / _MARKER).is_file():
+            log.warning("%s: a write was interrupted; rolling back to the labels before it", self.path)
+            self._rollback()
+        elif journal.exists():  # died while saving the journal: no chunk was touched yet
+            shutil.rmtree(journal, ignore_errors=True)
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Delete what no committed state needs: undo data beyond the last
+        UNDO_KEEP logged edits (pruned, undone, or of an edit rolled back) and
+        hidden temporary files of killed writes. Only the writer does this."""
+        keep = {f"{e['id']}.npz" for e in self._load_state()["edits"][-UNDO_KEEP:]}
+        for f in (self._dir / "undo").iterdir():
+            if f.name not in keep:
+                f.unlink(missing_ok=True)
+        for f in (self.path / ".glnet").rglob(".*"):  # also a streaming run's saved scenes
+            if is_tmp_name(f.name) and f.is_file():
+                f.unlink(missing_ok=True)
+
+
+def _new_label_image(path: Path, root: zarr.Group, shape, classes: ClassTable, name, chunk, min_size, attrs):
+    """Arrays and NGFF metadata of a new label image, then its state (last)."""
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import add_metadata, write_label_metadata, write_multiscales_metadata
+
+    dtype = np.uint8 if len(classes) <= 256 else np.uint16
+    group = root.create_group("labels").create_group(name)
+    datasets = []
+    for k, level_shape in enumerate(level_shapes(shape, min_size)):
+        group.create_array(
+            f"s{k}",
+            shape=level_shape,
+            chunks=(chunk, chunk),
+            dtype=dtype,
+            fill_value=0,
+            dimension_names=["y", "x"],
+        )
+        scale = float(1 << k)
+        datasets.append({"path": f"s{k}", "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]})
+    write_multiscales_metadata(group, datasets=datasets, axes=["y", "x"], name=name)
+    colors = [{"label-value": i, "rgba": [*c.color, 255]} for i, c in enumerate(classes.classes)]
+    properties = [{"label-value": i, "name": c.name} for i, c in enumerate(classes.classes)]
+    write_label_metadata(root["labels"], name, colors=colors, properties=properties)
+    add_metadata(root["labels"], {"version": CurrentFormat().version})  # NGFF 0.5 wants it on every group
+    glnet_dir = path / ".glnet" / name
+    (glnet_dir / "undo").mkdir(parents=True)
+    state = {
+        "format": "napari-glnet-labels",
+        "version": STATE_VERSION,
+        "classes": classes.to_list(),
+        "attrs": dict(attrs or {}),
+        "edits": [],
+        "next_edit": 1,
+        "reviewed": [],
+    }
+    _write_json(glnet_dir / "state.json", state)
+    return group
 
 
 def _multiscales(group: zarr.Group) -> dict:

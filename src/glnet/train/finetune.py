@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 from glnet.model import MODES
+from glnet.outputs import refuse_overlap
 from glnet.train.batches import SegmentationData
 from glnet.train.config import TrainConfig
 from glnet.train.loop import BatchCallback, TrainingStopped, split_data, train, validate, written_files
@@ -76,24 +76,14 @@ class FinetuneResult:
         return self.miou_after > self.miou_before
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_outputs(source: Path, output: Path, overwrite: bool, protected: tuple[Path, ...] = ()) -> None:
     """Refuse to write over the source checkpoint (whatever ``overwrite``
     says) or, without ``overwrite``, over any existing file."""
     files = written_files(output)
-    for f in files:
-        for p in (source, *protected):
-            if _same_file(f, p):
-                what = "the output" if f == output else f"{f.name}, written beside the output,"
-                raise GLNetError(f"{what} would overwrite the source checkpoint {p}: choose another output name")
+    refuse_overlap(
+        {"the output" if f == output else f"{f.name}, written beside the output,": f for f in files},
+        {"source checkpoint": source, **{f"checkpoint {p.name}": p for p in protected}},
+    )
     if not output.parent.is_dir():
         raise GLNetError(f"output folder {output.parent} does not exist")
     existing = [f.name for f in files if f.exists()]

@@ -30,6 +30,7 @@ from glnet.errors import GLNetError
 from glnet.metrics import ConfusionMatrix
 from glnet.model import MODES, GLNet
 from glnet.model.resnet import BACKBONES
+from glnet.outputs import refuse_overlap
 from glnet.runtime import autocast, resolve_device
 from glnet.train.batches import SegmentationData, prepare, split_entries
 from glnet.train.config import TrainConfig
@@ -87,6 +88,16 @@ def _check(config: TrainConfig) -> None:
             raise GLNetError(f"{name.replace('_', '-')} must be a multiple of 4 and at least 32, got {value}")
     if config.backbone is not None and config.backbone not in BACKBONES:
         raise GLNetError(f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}")
+    output = Path(config.output)
+    refuse_overlap(
+        {"output" if f == output else f"{f.name} (written beside the output)": f for f in written_files(output)},
+        {
+            "training data": config.data,
+            "validation data": config.val,
+            "--from checkpoint": config.init_from,
+            "--global-from checkpoint": config.global_from,
+        },
+    )
 
 
 def _optimizer(model: GLNet, mode: str, lr: float) -> torch.optim.Adam:
