@@ -53,12 +53,21 @@ def read_label_store(path: str) -> list[tuple]:
     from glnet.store.labelstore import LabelStore
 
     store = LabelStore.open(path, mode="r")
+    state = store.completion
+    if not state.complete:  # unwritten blocks read as class 0: say so
+        from napari.utils.notifications import show_warning
+
+        show_warning(state.describe(path))
     levels = [da.from_zarr(level) for level in store.levels]
     meta = {
         "name": f"{Path(path).stem} {store.name}",
         "multiscale": len(levels) > 1,
         "colormap": label_colormap(store.classes),
         "opacity": 0.5,
-        "metadata": {"glnet_classes": store.classes.to_list(), "glnet_store": str(store.path)},
+        "metadata": {
+            "glnet_classes": store.classes.to_list(),
+            "glnet_store": str(store.path),
+            "glnet_missing_blocks": [list(b) for b in state.missing],
+        },
     }
     return [(levels if len(levels) > 1 else levels[0], meta, "labels")]

@@ -25,6 +25,8 @@ import numpy as np
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
+from glnet.outputs import refuse_overlap
+from glnet.store import lock as writer_lock
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ def write_label_store(path: str | os.PathLike[str], data: Any, meta: dict) -> li
     if own and path.exists() and Path(own).resolve() == path.resolve():
         log.info("%s is this layer's own store: its accepted edits are already saved", path)
         return [str(path)]
+    refuse_overlap({"the target": path}, {"layer's label store": own})
     if path.exists() and not _is_glnet_store(path):
         raise GLNetError(f"{path} exists and is not a glnet label store: choose another name")
     attrs = {}
@@ -95,14 +98,21 @@ def write_label_store(path: str | os.PathLike[str], data: Any, meta: dict) -> li
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
+    replacing = path.exists()
+    if replacing:  # not while another program writes it (fails before anything is written)
+        writer_lock.acquire(path)
     try:
         store = LabelStore.create(tmp, tuple(level0.shape), classes, chunk=CHUNK, min_size=MIN_SIZE, attrs=attrs)
         for top, bottom in _strips(store.shape, CHUNK):
             store.write((top, 0, bottom, store.shape[1]), np.asarray(level0[top:bottom]), edit=False)
+        store.close()  # its lock file moves with it
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _swap_in(tmp, path)
+    finally:
+        if replacing:
+            writer_lock.release(path)
     log.info("saved labels %s (%d x %d, %d classes) to %s", meta.get("name", ""), *store.shape, len(classes), path)
     return [str(path)]
 

@@ -108,11 +108,11 @@ def test_refuses_to_overwrite_the_source(export_dir, poor_model, tmp_path):
     from glnet.cli import main
 
     before = poor_model.read_bytes()
-    with pytest.raises(GLNetError, match="would overwrite the source checkpoint"):
+    with pytest.raises(GLNetError, match="is the source checkpoint"):
         finetune(FinetuneConfig(source=poor_model, data=export_dir, output=poor_model, overwrite=True))
     link = tmp_path / "link.pt"
     os.link(poor_model, link)  # another name, the same file
-    with pytest.raises(GLNetError, match="would overwrite the source checkpoint"):
+    with pytest.raises(GLNetError, match="is the source checkpoint"):
         check_outputs(poor_model, link, overwrite=True)
     with pytest.raises(GLNetError, match="written beside the output"):  # model.last.pt is the source
         check_outputs(tmp_path / "model.last.pt", tmp_path / "model.pt", overwrite=True)

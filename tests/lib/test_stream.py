@@ -85,6 +85,10 @@ def test_an_interrupted_run_resumes_to_identical_bytes(checkpoint, big_tiff, tmp
         segment_to_store(spec(checkpoint), path, out, overlap=OVERLAP, chunk=CHUNK, progress=stop_after_two)
     half = LabelStore.open(out)
     assert half.attrs["complete"] is False and 0 < len(half.attrs["blocks_done"]) < 12
+    missing = half.completion.missing  # what readers and export report
+    assert len(missing) + len(half.attrs["blocks_done"]) == 9 and not set(missing) & {
+        tuple(b) for b in half.attrs["blocks_done"]
+    }
 
     with pytest.raises(GLNetError, match="--resume"):
         segment_to_store(spec(checkpoint), path, out, overlap=OVERLAP, chunk=CHUNK)

@@ -44,6 +44,11 @@ def add_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of tiles for validation (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="a store whose run did not finish: export only the tiles inside blocks that were written",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             source=str(image_path),
             progress=progress,
+            finished_only=args.finished_only,
         )
     n_val = sum(t["split"] == "val" for t in manifest["tiles"])
     print(f"wrote {len(manifest['tiles'])} tiles ({n_val} val) to {args.output}")

@@ -4,12 +4,15 @@ its class table) or a plain DeepGlobe-layout folder."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.store.export import FORMAT, VERSION
+
+log = logging.getLogger(__name__)
 
 
 def read_export(path: str | os.PathLike[str]) -> list[tuple[Path, Path, str]]:
@@ -32,6 +35,15 @@ def read_export(path: str | os.PathLike[str]) -> list[tuple[Path, Path, str]]:
         raise GLNetError(f"{manifest_path} is not a {FORMAT} manifest")
     if manifest.get("version") != VERSION:
         raise GLNetError(f"{manifest_path} has version {manifest.get('version')!r}; this glnet reads version {VERSION}")
+    partial = manifest.get("incomplete_store")
+    if isinstance(partial, dict):
+        log.warning(
+            "%s was exported from an incomplete label store (%s of %s blocks never written): "
+            "it holds only the tiles of written blocks",
+            folder,
+            partial.get("blocks_missing"),
+            partial.get("blocks"),
+        )
     tiles = manifest.get("tiles")
     if not isinstance(tiles, list) or not tiles:
         raise GLNetError(f"{manifest_path} lists no tiles")

@@ -23,6 +23,7 @@ from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
 from glnet.io.labels import write_label
 from glnet.outputs import refuse_overlap
+from glnet.store.completion import overlaps_missing, require_complete
 from glnet.store.labelstore import LabelStore, Region
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def export_tiles(
     overwrite: bool = False,
     source: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    finished_only: bool = False,
 ) -> dict:
     """Write image/mask tiles of the chosen regions and return the manifest.
 
@@ -108,6 +110,12 @@ def export_tiles(
     (h, w, 3) uint8 (numpy or dask). ``source`` names the image in the manifest
     and tile ids (default: the store's ``source_image`` attr, else its name).
     ``progress(done, total)`` is called after each tile.
+
+    A store whose streaming run never finished holds class 0 where blocks
+    were never written, which would train the model on wrong labels: it is
+    refused, unless ``finished_only`` (``--finished-only``), which exports
+    only the tiles inside written blocks and records in the manifest how
+    many blocks were missing.
     """
     if which not in _WHICH:
         raise GLNetError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
@@ -134,6 +142,9 @@ def export_tiles(
         regions = corrected
         if not regions:
             raise GLNetError("no corrected regions: edit labels first or use --all")
+    state = store.completion
+    if not finished_only:
+        require_complete(state, store.path, "pass --finished-only to export only the tiles of written blocks")
     out_dir = Path(out_dir)
     image_file = source if source and Path(source).exists() else None
     refuse_overlap({"output folder": out_dir}, {"label store": store.path, "image": image_file})
@@ -142,6 +153,11 @@ def export_tiles(
     source = source or str(store.attrs.get("source_image") or store.name)
     stem = Path(source).name.split(".")[0].removesuffix("_sat") or "tile"
     tiles = tile_regions(regions, tile)
+    if not state.complete:
+        tiles = [t for t in tiles if not overlaps_missing(t, state)]
+        if not tiles:
+            raise GLNetError(f"{store.path}: every tile to export lies in blocks that were never written")
+        log.warning("%s; exporting the %d tiles inside written blocks", state.describe(store.path), len(tiles))
     splits = _split(len(tiles), val_fraction, seed)
     entries, ids = [], set()
     for i, (region, split) in enumerate(zip(tiles, splits)):
@@ -181,6 +197,8 @@ def export_tiles(
         "mask": mask,
         "tiles": entries,
     }
+    if not state.complete:  # training says so
+        manifest["incomplete_store"] = {"blocks_missing": len(state.missing), "blocks": state.blocks}
     with atomic_write(out_dir / "manifest.json") as f:  # last: a folder with a manifest is complete
         f.write(json.dumps(manifest, indent=1).encode())
     log.info("exported %d tiles (%d val) to %s", len(entries), splits.count("val"), out_dir)

@@ -244,7 +244,7 @@ class LabelStore:
         an interrupted write is rolled back first and what it left is cleaned up.
 
         An incomplete store (a streaming run that did not finish) opens, and
-        :attr:`completion` says which blocks are missing; read-only opens log it."""
+        :attr:`completion` says which blocks are missing."""
         path = Path(path)
         if mode not in ("r", "r+"):
             raise GLNetError(f"mode must be 'r' or 'r+', got {mode!r}")
@@ -279,8 +279,6 @@ class LabelStore:
         except BaseException:
             store.close()
             raise
-        if mode == "r" and not store.completion.complete:
-            log.warning("%s", store.completion.describe(path))
         return store
 
     # -- reading ------------------------------------------------------------------

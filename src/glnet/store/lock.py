@@ -130,7 +130,7 @@ def _take(store: Path) -> _Held:
                 raise StoreLocked(describe(store, info)) from None
     previous = holder(store)  # a clean release empties the file: a name left here died holding it
     if previous and previous.get("pid") != os.getpid():
-        log.warning("%s: taking over the writer lock of %s (that process is gone)", store, _who(previous))
+        log.info("%s: taking over the writer lock of %s (that process is gone)", store, _who(previous))
     _write_info(fd)
     return _Held(fd, flock=flock)
 
