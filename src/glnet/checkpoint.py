@@ -17,6 +17,7 @@ wrong: never a traceback for a bad file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import re
@@ -140,6 +141,9 @@ def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tup
     if required:
         raise GLNetError(f"{path}: {len(required)} missing keys for this mode, e.g. {', '.join(required[:3])}")
     weights = {k: (sd[k].float() if sd[k].is_floating_point() else sd[k]) for k in expected if k in sd}
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # such a model segments without an error, into nonsense
+        raise GLNetError(f"{path}: {len(broken)} weight tensors hold NaN or infinite values, e.g. {broken[0]}")
     # unused by this mode (e.g. the _ext layers in global2local) or absent from old files
     weights.update({k: torch.zeros(expected[k].shape, dtype=expected[k].dtype) for k in missing})
     model.load_state_dict(weights, assign=True)
@@ -226,6 +230,10 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         inp = obj.get("input", {})
     except KeyError as e:
         raise GLNetError(f"{path}: napari-glnet checkpoint lacks {e.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise GLNetError(f"{path}: a napari-glnet checkpoint field is malformed: {e}") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise GLNetError(f"{path}: its state_dict is not a mapping of tensors")
     if mode not in MODES:
         raise GLNetError(f"{path}: unknown mode {mode!r} in the checkpoint")
     inferred = _infer_config(sd, path)
@@ -245,14 +253,35 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         model,
         table,
         global_model,
-        size_g=int(obj.get("size_g", 508)),
-        size_p=int(obj.get("size_p", 508)),
-        scene_size=int(obj.get("scene_size", 2448)),
-        input_mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))),
-        input_std=tuple(inp.get("std", (1.0, 1.0, 1.0))),
+        size_g=_field(obj, "size_g", 508, path, 32, 65536),
+        size_p=_field(obj, "size_p", 508, path, 32, 65536),
+        scene_size=_field(obj, "scene_size", 2448, path, 32, 1 << 24),
+        input_mean=_triple(inp, "mean", 0.0, path),
+        input_std=_triple(inp, "std", 1.0, path),
         source=str(path),
-        extra=dict(obj.get("extra", {})),
+        extra=dict(obj.get("extra") or {}),
     )
+
+
+def _field(obj: dict, key: str, default: int, path, low: int, high: int) -> int:
+    """A size recorded in our checkpoint, checked: a crafted or damaged value is one line."""
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise GLNetError(f"{path}: checkpoint field {key!r} must be a whole number of pixels, got {value!r}")
+    if not low <= value <= high:
+        raise GLNetError(f"{path}: checkpoint field {key!r} must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def _triple(inp, key: str, default: float, path) -> tuple[float, float, float]:
+    value = inp.get(key, (default,) * 3) if isinstance(inp, dict) else None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or not all(math.isfinite(v) for v in out) or (key == "std" and 0.0 in out):
+        raise GLNetError(f"{path}: checkpoint field input.{key} must be three finite numbers, got {value!r}")
+    return out  # type: ignore[return-value]
 
 
 def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool = False) -> None:

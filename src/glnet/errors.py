@@ -1,2 +1,34 @@
+"""The errors glnet reports to people: one line each, no traceback."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+
 class GLNetError(Exception):
     """An expected problem with the user's input, reported as one line."""
+
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exceeded: free space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.EIO: "input/output error (a failing disk or network file system?)",
+    errno.EMFILE: "too many open files",
+    errno.ENAMETOOLONG: "the file name is too long",
+}
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError as one line: what failed, on which file, and what to do."""
+    what = _ADVICE.get(e.errno or -1) or e.strerror or type(e).__name__
+    files = [os.fsdecode(f) for f in (e.filename, e.filename2) if f is not None]
+    if not files and e.strerror is None and str(e):
+        return f"{what}: {str(e).splitlines()[0]}"
+    return f"{' -> '.join(files)}: {what}" if files else what

@@ -11,13 +11,22 @@ import logging
 import sys
 
 from glnet.cli import convert, evaluate, export, finetune, segment, train
-from glnet.errors import GLNetError
+from glnet.errors import GLNetError, describe_os_error
 
 COMMANDS = (segment, evaluate, convert, export, train, finetune)
+QUIET_LIBRARIES = ("tifffile", "distributed", "PIL", "numcodecs", "zarr", "asyncio")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Wrong options are one line, like every other failure (argparse's
+    usage block is what --help is for)."""
+
+    def error(self, message: str):
+        self.exit(2, f"glnet: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glnet", description="GLNet segmentation of ultra-high-resolution images.")
+    parser = _Parser(prog="glnet", description="GLNet segmentation of ultra-high-resolution images.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -26,14 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every expected failure is one line on stderr and exit
+    status 2: the user's mistakes (GLNetError), and what the machine refuses
+    (OSError: a full disk, no permission, a read-only file system; memory)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:  # their warnings about damaged files repeat our one line
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.func(args)
     except GLNetError as e:
-        print(f"glnet: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(describe_os_error(e))
+    except MemoryError:
+        return _fail("out of memory: use smaller --batch-size/--size-p, a region, or a .zarr output that streams")
     except KeyboardInterrupt:
         print("glnet: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    print(f"glnet: error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message
+    return 2

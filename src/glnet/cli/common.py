@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from glnet.cli import options
 from glnet.inference.coarse import CoarseToFine
 
 log = logging.getLogger("glnet")
@@ -27,13 +28,17 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument(
         "--global-weights", metavar="CKPT_G", help="the authors' global checkpoint (their local2global needs it)"
     )
-    g.add_argument("--size-g", type=int, help="global view size in px (default: checkpoint's, 508)")
-    g.add_argument("--size-p", type=int, help="patch size in px (default: checkpoint's, 508)")
+    g.add_argument("--size-g", type=options.view_size, help="global view size in px (default: checkpoint's, 508)")
+    g.add_argument("--size-p", type=options.view_size, help="patch size in px (default: checkpoint's, 508)")
     r = p.add_argument_group("runtime")
     r.add_argument("--precision", choices=PRECISIONS, default="fp32")
     r.add_argument("--device", default="auto", help=DEVICE_HELP)
-    r.add_argument("--batch-size", type=int, default=4, help="patches per local-branch batch (default 4)")
-    r.add_argument("--threads", type=int, help="CPU threads for torch (default: all CPUs this process may use)")
+    r.add_argument(
+        "--batch-size", type=options.batch_size, default=4, help="patches per local-branch batch (default 4)"
+    )
+    r.add_argument(
+        "--threads", type=options.threads, help="CPU threads for torch (default: all CPUs this process may use)"
+    )
     c = p.add_argument_group("coarse-to-fine (binary, imbalanced tasks)")
     add_coarse_to_fine_args(
         c,
@@ -46,7 +51,7 @@ def add_coarse_to_fine_args(p, help: str) -> None:
     p.add_argument("--coarse-to-fine", action="store_true", help=help)
     p.add_argument(
         "--ctf-margin",
-        type=int,
+        type=options.integer(0, options.MAX_SCENE, " px"),
         default=CoarseToFine.margin,
         metavar="PX",
         help=f"patches within PX of foreground count (default {CoarseToFine.margin})",

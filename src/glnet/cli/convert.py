@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from glnet.cli import options
 from glnet.cli.common import progress_bar
 from glnet.errors import GLNetError
 from glnet.io.pyramid import level_shapes, write_ome_zarr
@@ -29,7 +30,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("image", help="JPEG, PNG, TIFF/BigTIFF, OME-Zarr or zarr image")
     p.add_argument("-o", "--output", required=True, metavar="OUT.ome.zarr", help="the pyramid to write")
-    p.add_argument("--chunk", type=int, default=512, help="tile size in pixels (default 512)")
+    p.add_argument(
+        "--chunk", type=options.integer(16, 8192, " px"), default=512, help="tile size in pixels (default 512)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
 

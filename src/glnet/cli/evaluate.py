@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
+from glnet.cli import options
 from glnet.cli.common import add_model_args, run_with_progress, segmenter
 from glnet.errors import GLNetError
+
+log = logging.getLogger("glnet")
 
 EXAMPLES = """examples:
   # compare prediction masks with ground truth (files or folders, paired by image id)
@@ -29,8 +33,13 @@ def add_parser(sub) -> None:
     src.add_argument("--pred", help="predicted mask file or folder (needs --gt)")
     src.add_argument("--data", help="DeepGlobe-layout folder: run the model on *_sat.jpg, score against *_mask.png")
     p.add_argument("--gt", help="ground-truth mask file or folder")
-    p.add_argument("--exclude", default="", help="class ids left out of the means, e.g. 0 (the DeepGlobe protocol)")
-    p.add_argument("--ignore-index", type=int, help="ground-truth value to skip (e.g. 255)")
+    p.add_argument(
+        "--exclude",
+        type=options.id_list,
+        default=(),
+        help="class ids left out of the means, e.g. 0 (the DeepGlobe protocol)",
+    )
+    p.add_argument("--ignore-index", type=options.integer(0, 65535), help="ground-truth value to skip (e.g. 255)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_model_args(p, required=False)
     p.set_defaults(func=run)
@@ -57,10 +66,11 @@ def _mask_files(path: Path) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from glnet.classes import DEEPGLOBE
     from glnet.io.imageio import read_image
-    from glnet.io.labels import read_label
+    from glnet.io.labels import OffPalette, read_label
     from glnet.metrics import ConfusionMatrix, format_table
 
-    exclude = tuple(int(v) for v in args.exclude.split(",") if v.strip()) if args.exclude else ()
+    exclude = args.exclude
+    off_palette = OffPalette()
     if args.pred is not None:
         if args.gt is None:
             raise GLNetError("--pred needs --gt")
@@ -73,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 raise GLNetError(f"{len(missing)} ground-truth masks have no prediction, e.g. {missing[0]}")
             pairs = [(preds[k], gts[k]) for k in sorted(gts)]
         table = DEEPGLOBE
-        masks = ((read_label(p, table), read_label(g, table), g) for p, g in pairs)
+        masks = ((read_label(p, table, off_palette), read_label(g, table, off_palette), g) for p, g in pairs)
         n_classes = len(table)
     else:
         if not args.weights:
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                     raise GLNetError(f"{img_path.name} has no ground truth {mask_path.name}")
                 session = seg.open(read_image(img_path))
                 run_with_progress(session.run(None), img_path.name)
-                yield session.result().labels, read_label(mask_path, table), mask_path
+                yield session.result().labels, read_label(mask_path, table, off_palette), mask_path
 
         masks = run_model()
     cm = ConfusionMatrix(n_classes, ignore_index=args.ignore_index)
@@ -103,6 +113,16 @@ def run(args: argparse.Namespace) -> int:
             raise GLNetError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ in size")
         cm.update(gt, pred)
         count += 1
+    if off_palette.entirely:  # a score against such masks means nothing
+        raise GLNetError(
+            f"{len(off_palette.entirely)} mask(s) hold no colour of the class table ({len(table)} classes: "
+            f"{', '.join(table.names)}), e.g. {off_palette.entirely[0]}: are they masks of another data set?"
+        )
+    if off_palette.pixels:
+        log.warning("%s", off_palette.describe(table))
+    for i in exclude:
+        if i >= n_classes:
+            raise GLNetError(f"--exclude {i}: classes are 0..{n_classes - 1}")
     scores = cm.scores(exclude=exclude)
     if args.json:
         out = scores.to_dict(table.names)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from glnet.cli import options
 from glnet.cli.common import progress_bar
 from glnet.store.export import export_tiles
 from glnet.store.labelstore import LabelStore
@@ -32,7 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--image", required=True, help="the image the labels belong to")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for tiles and manifest.json")
     p.add_argument("--name", help="label image in the store (default: the first)")
-    p.add_argument("--tile", type=int, default=1024, help="tile side in px (default 1024)")
+    p.add_argument(
+        "--tile", type=options.integer(16, 16384, " px"), default=1024, help="tile side in px (default 1024)"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--all", dest="which", action="store_const", const="all", help="the whole label image")
     g.add_argument(
@@ -41,8 +44,10 @@ def add_parser(sub) -> None:
     p.set_defaults(which="reviewed")
     p.add_argument("--index-masks", action="store_true", help="class-index masks instead of colour masks")
     p.add_argument("--png", action="store_true", help="lossless PNG images instead of JPEG")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of tiles for validation (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
+    p.add_argument(
+        "--val-fraction", type=options.fraction, default=0.2, help="share of tiles for validation (default 0.2)"
+    )
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the train/val split (default 0)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     p.add_argument(
         "--finished-only",

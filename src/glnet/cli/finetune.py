@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from glnet.cli import options
 from glnet.cli.common import MODES, coarse_to_fine
 from glnet.cli.train import add_training_args, batch_progress, class_table
 from glnet.train.finetune import FINETUNE_EPOCHS, FINETUNE_LR
@@ -34,11 +35,13 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, metavar="EXPORT_DIR", help="glnet export folder (or DeepGlobe layout)")
     p.add_argument("-o", "--output", required=True, metavar="NEW.pt", help="the fine-tuned checkpoint")
     p.add_argument("--stage", choices=MODES, help="the stage to train (default: the checkpoint's mode)")
-    p.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS, help=f"default {FINETUNE_EPOCHS}")
-    p.add_argument("--lr", type=float, help=f"default {FINETUNE_LR:g}")
+    p.add_argument(
+        "--epochs", type=options.integer(1, 1_000_000), default=FINETUNE_EPOCHS, help=f"default {FINETUNE_EPOCHS}"
+    )
+    p.add_argument("--lr", type=options.learning_rate, help=f"default {FINETUNE_LR:g}")
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=options.fraction,
         default=0.2,
         help="share held out when the export has no validation tiles (default 0.2)",
     )
@@ -48,8 +51,10 @@ def add_parser(sub) -> None:
         metavar="CKPT_G",
         help="the authors' global file (their local2global needs it), or the fixed global model for local2global",
     )
-    p.add_argument("--batch-size", type=int, default=2, help="images per optimiser step (default 2)")
-    p.add_argument("--sub-batch-size", type=int, default=6, help="patches per forward/backward pass (default 6)")
+    p.add_argument("--batch-size", type=options.batch_size, default=2, help="images per optimiser step (default 2)")
+    p.add_argument(
+        "--sub-batch-size", type=options.batch_size, default=6, help="patches per forward/backward pass (default 6)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never --from)")
     add_training_args(p)
     p.set_defaults(func=run)

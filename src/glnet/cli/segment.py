@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from glnet.atomic import atomic_write
+from glnet.cli import options
 from glnet.cli.common import add_model_args, coarse_to_fine, progress_bar, run_with_progress, segmenter
 from glnet.errors import GLNetError
+from glnet.io.budget import check_decode
 from glnet.outputs import all_or_none, check_new_file, refuse_overlap
 
 log = logging.getLogger("glnet")
@@ -46,11 +48,22 @@ def add_parser(sub) -> None:
     p.add_argument("--region", metavar="T,L,B,R", help="only this rectangle (top,left,bottom,right in px)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     big = p.add_argument_group("huge images")
-    big.add_argument("--scene-size", type=int, help="scene size in px (default: the checkpoint's training size, 2448)")
-    big.add_argument("--overlap", type=int, help="overlap between scenes in px (default: scene size / 8)")
+    big.add_argument(
+        "--scene-size",
+        type=options.integer(64, options.MAX_SCENE, " px"),
+        help="scene size in px (default: the checkpoint's training size, 2448)",
+    )
+    big.add_argument(
+        "--overlap",
+        type=options.integer(0, options.MAX_SCENE, " px"),
+        help="overlap between scenes in px (default: scene size / 8)",
+    )
     big.add_argument("--resume", action="store_true", help=".zarr output: continue an interrupted run")
     big.add_argument(
-        "--workers", type=int, default=0, help=".zarr output: scenes on a local dask cluster of N processes"
+        "--workers",
+        type=options.integer(0, 1024),
+        default=0,
+        help=".zarr output: scenes on a local dask cluster of N processes",
     )
     big.add_argument(
         "--scheduler", metavar="ADDRESS", help=".zarr output: scenes on an existing dask cluster (tcp://host:8786)"
@@ -97,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
     region = _parse_region(args.region)
     image = open_image(image_path).levels[0]
     seg = segmenter(args)
+    t, l, b, r = region or (0, 0, *image.shape[:2])
+    h, w = max(0, min(b, image.shape[0]) - max(t, 0)), max(0, min(r, image.shape[1]) - max(l, 0))
+    check_decode(  # a .png/.tif result is held whole, with its class scores
+        image_path,
+        h * w * (8 * len(seg.checkpoint.classes) + 1),
+        f"the class scores of a {w} x {h} px result",
+        "write a label store instead (-o OUT.zarr), which streams scene by scene, or pass --region",
+    )
     scenes = SceneSession(seg, image, args.scene_size, args.overlap)
     if len(scenes.grid) == 1:  # the core engine on the whole image (global mode: --logits are the global map)
         session = seg.open(np.asarray(image))

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from glnet.classes import ClassTable, read_class_table
+from glnet.cli import options
 from glnet.cli.common import DEVICE_HELP, MODES, PRECISIONS, add_coarse_to_fine_args, coarse_to_fine
 from glnet.model.resnet import BACKBONES
 
@@ -35,7 +36,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=options.seed, default=0)
 
 
 def class_table(args: argparse.Namespace) -> ClassTable | None:
@@ -79,25 +80,29 @@ def add_parser(sub) -> None:
         metavar="CKPT",
         help="local2global: the global checkpoint (fixed first pass; default: --from's global branch)",
     )
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=6, help="images per optimiser step (default 6)")
-    p.add_argument("--sub-batch-size", type=int, default=6, help="patches per forward/backward pass (default 6)")
-    p.add_argument("--lr", type=float, help="default: 5e-5 (global, local2global), 2e-5 (global2local)")
-    p.add_argument("--size-g", type=int, default=508)
-    p.add_argument("--size-p", type=int, default=508)
+    p.add_argument("--epochs", type=options.integer(1, 1_000_000), default=1)
+    p.add_argument("--batch-size", type=options.batch_size, default=6, help="images per optimiser step (default 6)")
+    p.add_argument(
+        "--sub-batch-size", type=options.batch_size, default=6, help="patches per forward/backward pass (default 6)"
+    )
+    p.add_argument("--lr", type=options.learning_rate, help="default: 5e-5 (global, local2global), 2e-5 (global2local)")
+    p.add_argument("--size-g", type=options.view_size, default=508)
+    p.add_argument("--size-p", type=options.view_size, default=508)
     p.add_argument(
         "--backbone", choices=list(BACKBONES), help="global stage (default resnet50); later stages: --from's"
     )
-    p.add_argument("--fpn-width", type=int, help="global stage (default 256); later stages: --from's")
+    p.add_argument(
+        "--fpn-width", type=options.integer(1, 4096), help="global stage (default 256); later stages: --from's"
+    )
     p.add_argument(
         "--backbone-width",
-        type=int,
+        type=options.integer(1, 1024),
         help="ResNet stem channels: 64 (torchvision's, default) or narrower, e.g. 32 for CPU-sized models",
     )
     v = p.add_mutually_exclusive_group()
     v.add_argument("--val", metavar="DIR", help="validation folder")
     v.add_argument(
-        "--val-fraction", type=float, default=0.2, help="share of --data for validation when it has no split"
+        "--val-fraction", type=options.fraction, default=0.2, help="share of --data for validation when it has no split"
     )
     p.add_argument("--resume", action="store_true", help="continue from the .last.pt of -o")
     add_training_args(p)

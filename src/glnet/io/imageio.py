@@ -11,7 +11,12 @@ import os
 import numpy as np
 
 from glnet.errors import GLNetError
+from glnet.io.budget import check_decode
 from glnet.io.readers import MAX_PIXELS, open_image
+
+READ_WHOLE_HINT = (
+    "this needs the whole image in memory: use a smaller image, or a command that streams (glnet segment -o OUT.zarr)"
+)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -20,6 +25,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     grey replicated)."""
     pyramid = open_image(path, flat_limit=MAX_PIXELS)
     try:
+        h, w = pyramid.shape
+        check_decode(path, h * w * 3, f"the whole {w} x {h} px image", READ_WHOLE_HINT)
         return np.ascontiguousarray(pyramid.levels[0].compute(scheduler="threads"))
     except GLNetError:
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 from glnet.atomic import atomic_write
 from glnet.classes import DEEPGLOBE, ClassTable
 from glnet.errors import GLNetError
+from glnet.io.budget import check_decode
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,44 @@ def _is_binary(colors: np.ndarray) -> bool:
     return bool(np.isin(colors, (0, 255)).all())
 
 
-def colors_to_index(rgb: np.ndarray, table: ClassTable = DEEPGLOBE) -> np.ndarray:
+@dataclass
+class OffPalette:
+    """Pixels of colour masks whose colour is in no class of the table, counted
+    over many masks, so a caller reads many masks and reports once (the whole
+    count, and which masks hold no table colour at all)."""
+
+    pixels: int = 0  # off-palette pixels, all masks together
+    total: int = 0  # pixels of the colour masks read
+    masks: int = 0  # colour masks with at least one off-palette pixel
+    entirely: list[str] = field(default_factory=list)  # masks with no pixel of a table colour
+
+    def add(self, name: str, unknown: int, size: int) -> None:
+        self.pixels += unknown
+        self.total += size
+        self.masks += unknown > 0
+        if size and unknown == size:
+            self.entirely.append(name)
+
+    def describe(self, table: ClassTable) -> str:
+        share = 100.0 * self.pixels / self.total if self.total else 0.0
+        return (
+            f"{self.pixels} of {self.total} pixels ({share:.2f}%) in {self.masks} mask(s) have colours not in "
+            f"the class table; they were counted as class 0 ({table.names[0]})"
+        )
+
+
+def colors_to_index(
+    rgb: np.ndarray, table: ClassTable = DEEPGLOBE, off_palette: OffPalette | None = None, name: str = ""
+) -> np.ndarray:
     """Decode an (H, W, 3) uint8 colour mask into an (H, W) index mask.
 
     When every table colour is 0 or 255 per channel (DeepGlobe), each channel
     is thresholded at 128 first, so JPEG-ish noise such as (250, 3, 251) still
     decodes. Other tables have no such safe threshold, so colours must match
     exactly. Pixels whose colour is not in the table become class 0, with one
-    warning per call. The result is uint8, or uint16 for tables over 256 classes.
+    warning per call giving their count, or counted into ``off_palette`` (as
+    mask ``name``) for the caller to report. The result is uint8, or uint16
+    for tables over 256 classes.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -72,7 +104,9 @@ def colors_to_index(rgb: np.ndarray, table: ClassTable = DEEPGLOBE) -> np.ndarra
         index[~known] = 0
         index = index.astype(dtype, copy=False)
     unknown = known.size - int(np.count_nonzero(known))
-    if unknown:
+    if off_palette is not None:
+        off_palette.add(name, unknown, known.size)
+    elif unknown:
         log.warning(
             "%d of %d pixels (%.2f%%) have colours not in the class table; they were set to class 0 (%s)",
             unknown,
@@ -119,6 +153,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_png(path: Path) -> np.ndarray:
     with Image.open(path) as img:
+        w, h = img.size
+        check_decode(path, 2 * w * h * len(img.getbands()) * (2 if "16" in img.mode else 1), f"the {w} x {h} px mask")
         img.load()
         if img.mode in ("P", "PA"):
             # Palette indices are arbitrary; the colours are what the author meant.
@@ -126,7 +162,18 @@ def _read_png(path: Path) -> np.ndarray:
         return np.asarray(img)
 
 
-def read_label(path: str | os.PathLike[str], table: ClassTable = DEEPGLOBE) -> np.ndarray:
+def _read_tiff(path: Path) -> np.ndarray:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        itemsize = page.dtype.itemsize if page.dtype is not None else 8
+        what = f"the {page.imagewidth} x {page.imagelength} px mask"
+        check_decode(path, 2 * int(np.prod(page.shape, dtype=np.float64)) * itemsize, what)
+        return tif.asarray()
+
+
+def read_label(
+    path: str | os.PathLike[str], table: ClassTable = DEEPGLOBE, off_palette: OffPalette | None = None
+) -> np.ndarray:
     """Read a label file as an (H, W) index mask (uint8, or uint16 when values need it).
 
     A single-channel file is an index mask and is returned unchanged (values
@@ -139,7 +186,7 @@ def read_label(path: str | os.PathLike[str], table: ClassTable = DEEPGLOBE) -> n
     if not path.is_file():
         raise GLNetError(f"label file not found: {path}")
     try:
-        array = _read_png(path) if suffix in _PNG else tifffile.imread(path)
+        array = _read_png(path) if suffix in _PNG else _read_tiff(path)
     # imagecodecs (TIFF decompression) raises RuntimeError subclasses; PIL raises the others.
     except (OSError, ValueError, SyntaxError, EOFError, RuntimeError, Image.DecompressionBombError) as exc:
         raise GLNetError(f"cannot read label file {path}: {_first_line(exc)}") from exc
@@ -154,7 +201,7 @@ def read_label(path: str | os.PathLike[str], table: ClassTable = DEEPGLOBE) -> n
             rgb = (rgb >> 8).astype(np.uint8)
         if rgb.dtype != np.uint8:
             raise GLNetError(f"{path}: colour masks must be 8- or 16-bit, got {rgb.dtype}")
-        return colors_to_index(np.ascontiguousarray(rgb), table)
+        return colors_to_index(np.ascontiguousarray(rgb), table, off_palette, str(path))
     if array.ndim != 2:
         raise GLNetError(f"{path}: expected a single-channel or RGB image, got an array of shape {array.shape}")
     if array.dtype == bool:

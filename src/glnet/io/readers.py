@@ -7,10 +7,17 @@ them avoid it: TIFF tiles/strips and zarr chunks are read on demand.
 Pixel rules (the same for every format, applied lazily per block):
 RGBA drops alpha; greyscale (and grey + alpha) is replicated to RGB;
 16-bit becomes 8-bit as ``value // 257`` (so 65535 -> 255, 257 -> 1);
-floats are taken as [0, 1] and become ``round(v * 255)`` clipped to 0..255;
-channel-first (C, H, W) and channel-last (H, W, C) are told apart by the
-channel axis having 1-4 entries while both other axes are larger.
-Anything else is a GLNetError naming the shape or dtype.
+floats are taken as [0, 1] and become ``round(v * 255)`` clipped to 0..255.
+Where the channels are is what the format says (PIL images are H x W x C,
+TIFF series and OME-Zarr name their axes); only a plain zarr array, which
+says nothing, is guessed: channel-first (C, H, W) and channel-last (H, W, C)
+are told apart by the channel axis having 1-4 entries while both other axes
+are larger.  Anything else is a GLNetError naming the shape or dtype.
+
+Nothing is decoded before its decoded size is checked against the memory
+budget (:mod:`glnet.io.budget`), and a read that fails when pixels are
+finally decoded (a truncated tile, a header that lies about the data) is a
+GLNetError naming the file.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import dask.array as da
 import numpy as np
 
 from glnet.errors import GLNetError
+from glnet.io.budget import check_decode
 from glnet.io.pyramid import halve, level_shapes, write_ome_zarr
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,35 @@ class ImagePyramid:
 def _fail(path, what: str, e: Exception) -> GLNetError:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return GLNetError(f"{path}: {what}: {msg}")
+
+
+class _Checked:
+    """An on-demand array (TIFF strips/tiles, zarr chunks) whose failing
+    reads are one-line GLNetErrors naming the file: pixels are decoded long
+    after opening, inside the engine, where a decoder's own error would be
+    a traceback."""
+
+    def __init__(self, array, path) -> None:
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim = tuple(array.shape), array.dtype, len(array.shape)
+
+    def __getitem__(self, key):
+        try:
+            return np.asarray(self.array[key])
+        except GLNetError:
+            raise
+        except Exception as e:
+            raise _fail(self.path, "cannot decode its pixels (truncated, corrupt, or a header that lies)", e) from None
+
+
+def _lazy(array, path, chunks) -> da.Array:
+    return da.from_array(_Checked(array, path), chunks=chunks, asarray=False, lock=False, name=False)
+
+
+def _check_chunk(path, chunks, dtype, what: str) -> None:
+    """Each on-demand read decodes at least one whole stored chunk: it must fit."""
+    nbytes = int(np.prod([int(c) for c in chunks], dtype=np.float64)) * np.dtype(dtype).itemsize
+    check_decode(path, nbytes, f"one {what} of {' x '.join(str(int(c)) for c in chunks)}")
 
 
 # -- pixel normalisation (lazy) ------------------------------------------------
@@ -172,9 +209,19 @@ def _pil_open(path: Path):
         Image.MAX_IMAGE_PIXELS = old
 
 
+def _pil_bytes(im) -> int:
+    """What decoding ``im`` whole takes at its peak: PIL's copy and NumPy's."""
+    w, h = im.size
+    per_band = 2 if "16" in im.mode else 4 if im.mode in ("I", "F", "RGBX", "CMYK") else 1
+    return 2 * w * h * max(len(im.getbands()), 3 if im.mode == "P" else 1) * per_band
+
+
 def _pil_decode(path: Path) -> np.ndarray:
     from PIL import Image
 
+    with _pil_open(path) as header:  # the header alone: size and mode
+        w, h = header.size
+        check_decode(path, _pil_bytes(header), f"the whole {w} x {h} px {header.format or 'image'}")
     old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
     try:
         with warnings.catch_warnings():
@@ -204,11 +251,13 @@ def _open_pil(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid:
     if h * w > flat_limit:
 
         def decode():
-            return to_rgb8(da.from_array(_pil_decode(path), chunks=-1), path).compute()
+            a = _pil_decode(path)
+            return to_rgb8(da.from_array(a, chunks=-1), path, channel_axis=2 if a.ndim == 3 else None).compute()
 
         return _open_cached(path, cache_dir, decode, progress)
     a = _pil_decode(path)
-    level0 = to_rgb8(da.from_array(a, chunks=(DASK_CHUNK, DASK_CHUNK, *a.shape[2:])), path)
+    channels = 2 if a.ndim == 3 else None  # PIL images are H x W (x C): never guessed
+    level0 = to_rgb8(da.from_array(a, chunks=(DASK_CHUNK, DASK_CHUNK, *a.shape[2:])), path, channel_axis=channels)
     return ImagePyramid(lazy_levels(level0), source=str(path))
 
 
@@ -275,12 +324,26 @@ def _check_complete(tif, series, path: Path) -> None:
                 raise GLNetError(f"{path}: truncated TIFF (pixel data runs past the end of the {size}-byte file)")
 
 
-def _squeeze_leading(x: da.Array, source) -> da.Array:
+def _squeeze_leading(x: da.Array, source, axes: str = "") -> tuple[da.Array, str]:
+    axes = axes[-x.ndim :] if len(axes) >= x.ndim else ""
     while x.ndim > 3 and x.shape[0] == 1:
-        x = x[0]
+        x, axes = x[0], axes[1:]
     if x.ndim > 3:  # e.g. a time series or a z-stack
         raise GLNetError(f"{source}: cannot read an image of shape {tuple(x.shape)} as RGB")
-    return x
+    return x, axes
+
+
+def _tiff_channel_axis(x: da.Array, axes: str, source) -> int | str | None:
+    """Where tifffile's axes put the samples (S) or channels (C)."""
+    if x.ndim == 2:
+        return None
+    for name in "SC":
+        if name in axes:
+            axis = axes.index(name)
+            if axis not in (0, 2):
+                raise GLNetError(f"{source}: channels on axis {axis} of {axes} {tuple(x.shape)} cannot be read as RGB")
+            return axis
+    return "auto"  # the file does not say
 
 
 def _tiff_level(tif, series, i: int) -> tuple[da.Array, tuple[int, ...]]:
@@ -289,8 +352,9 @@ def _tiff_level(tif, series, i: int) -> tuple[da.Array, tuple[int, ...]]:
     import tifffile
     import zarr
 
+    path = tif.filehandle.path
     try:  # uncompressed, contiguous: the OS reads any region of a memory map
-        a = tifffile.memmap(tif.filehandle.path, series=0, level=i, mode="r")
+        a = tifffile.memmap(path, series=0, level=i, mode="r")
         native = (1,) * a.ndim  # any region is cheap to read
     except (ValueError, OSError):
         a = zarr.open(series.aszarr(level=i), mode="r")
@@ -298,7 +362,7 @@ def _tiff_level(tif, series, i: int) -> tuple[da.Array, tuple[int, ...]]:
     chunks = tuple(n if n <= 4 else min(n, c * max(1, round(DASK_CHUNK / c))) for n, c in zip(a.shape, native))
     if isinstance(a, np.ndarray):
         return da.from_array(a, chunks=chunks, asarray=False, lock=False), tuple(native)
-    return da.from_zarr(a, chunks=chunks), tuple(native)
+    return _lazy(a, path, chunks), tuple(native)
 
 
 def _open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid:
@@ -315,7 +379,10 @@ def _open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid
         levels, natives = [], []
         for i in range(len(series.levels)):
             x, native = _tiff_level(tif, series, i)
-            levels.append(to_rgb8(_squeeze_leading(x, path), path))
+            if any(n > 1 for n in native):  # decoded strip by strip or tile by tile
+                _check_chunk(path, native, x.dtype, "TIFF strip or tile")
+            x, axes = _squeeze_leading(x, path, series.levels[i].axes)
+            levels.append(to_rgb8(x, path, channel_axis=_tiff_channel_axis(x, axes, path)))
             natives.append(native)
     except GLNetError:
         tif.close()
@@ -332,6 +399,8 @@ def _open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid
         return ImagePyramid(lazy_levels(levels[0]), pixel_size, unit, src, [tif])
     # big and flat: build the pyramid once, streaming level 0 (see open_image)
     huge_chunk = int(np.prod(natives[0])) > BIG_NATIVE_CHUNK
+    if huge_chunk:  # one strip covers most of the image: decoded whole, once
+        check_decode(path, 2 * h * w * 3, f"the whole {w} x {h} px image (stored as one strip)")
 
     def decode():
         return levels[0].compute() if huge_chunk else levels[0]
@@ -355,8 +424,13 @@ def _axis_names(ms: dict, ndim: int) -> list[str]:
     return [(a["name"] if isinstance(a, dict) else a).lower() for a in axes]
 
 
+def _zarr_level(arr, source) -> da.Array:
+    _check_chunk(source, arr.chunks, arr.dtype, "zarr chunk")
+    return _lazy(arr, source, arr.chunks)
+
+
 def _ome_level(arr, names: list[str], source) -> da.Array:
-    x = da.from_zarr(arr)
+    x = _zarr_level(arr, source)
     if "y" not in names or "x" not in names or len(names) != x.ndim:
         raise GLNetError(f"{source}: OME-Zarr axes {names} do not match an image of shape {x.shape}")
     channel = "c" if "c" in names else None
@@ -397,8 +471,8 @@ def _open_zarr(path: Path) -> ImagePyramid:
     except Exception as e:
         raise _fail(path, "not a readable zarr store", e) from None
     try:
-        if isinstance(node, zarr.Array):
-            return ImagePyramid(lazy_levels(to_rgb8(da.from_zarr(node), path)), source=str(path))
+        if isinstance(node, zarr.Array):  # no metadata says where the channels are: guessed
+            return ImagePyramid(lazy_levels(to_rgb8(_zarr_level(node, path), path)), source=str(path))
         ms = _multiscales(node.attrs)
         if not ms and "0" in node and isinstance(node["0"], zarr.Group):  # bioformats2raw layout
             node = node["0"]
@@ -407,7 +481,7 @@ def _open_zarr(path: Path) -> ImagePyramid:
             arrays = [a for _, a in node.arrays()]
             if len(arrays) != 1:
                 raise GLNetError(f"{path}: a zarr group with {len(arrays)} arrays and no OME multiscales metadata")
-            return ImagePyramid(lazy_levels(to_rgb8(da.from_zarr(arrays[0]), path)), source=str(path))
+            return ImagePyramid(lazy_levels(to_rgb8(_zarr_level(arrays[0], path), path)), source=str(path))
         ms = ms[0]
         arrays = [node[d["path"]] for d in ms["datasets"]]
         names = _axis_names(ms, arrays[0].ndim)
