@@ -25,10 +25,17 @@ _ADVICE = {
 }
 
 
+def os_error_reason(e: OSError) -> str:
+    """What went wrong and what to do, without the file names."""
+    if e.errno in _ADVICE:
+        return _ADVICE[e.errno]
+    if e.strerror:
+        return e.strerror
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def describe_os_error(e: OSError) -> str:
-    """An OSError as one line: what failed, on which file, and what to do."""
-    what = _ADVICE.get(e.errno or -1) or e.strerror or type(e).__name__
+    """An OSError as one line: on which file, what failed, and what to do."""
     files = [os.fsdecode(f) for f in (e.filename, e.filename2) if f is not None]
-    if not files and e.strerror is None and str(e):
-        return f"{what}: {str(e).splitlines()[0]}"
-    return f"{' -> '.join(files)}: {what}" if files else what
+    return f"{' -> '.join(files)}: {os_error_reason(e)}" if files else os_error_reason(e)

@@ -16,10 +16,10 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-ACTIONS = ("kill", "exit", "enospc")
+ACTIONS = ("kill", "exit")  # or an errno name: "ENOSPC", "EACCES", "EROFS", ...
 EXIT_CODE = 17  # what the "exit" action exits with
 
-_stop: tuple[int, str] | None = None  # (step, action)
+_stop: tuple[int, str, str] | None = None  # (step, action, match)
 _count = 0
 _names: list[str] | None = None
 
@@ -29,24 +29,29 @@ def point(name: str) -> None:
     global _count
     if _stop is None and _names is None:
         return
-    _count += 1
     if _names is not None:
         _names.append(name)
-    if _stop is not None and _count == _stop[0]:
+    if _stop is None or _stop[2] not in name:
+        return
+    _count += 1
+    if _count == _stop[0]:
         action = _stop[1]
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if action == "exit":
             os._exit(EXIT_CODE)
-        raise OSError(errno.ENOSPC, f"No space left on device (injected at step {_count}: {name})")
+        code = getattr(errno, action.upper())
+        raise OSError(code, f"{os.strerror(code)} (injected at {name})")
 
 
-def stop_at(step: int, action: str = "kill") -> None:
-    """Arm: act at the ``step``-th point from now (1 = the next one)."""
+def stop_at(step: int, action: str = "kill", match: str = "") -> None:
+    """Arm: act at the ``step``-th point from now (1 = the next one) whose
+    name contains ``match``: kill the process, exit, or raise the OSError
+    of an errno name (``"ENOSPC"``: a full disk)."""
     global _stop, _count
-    if action not in ACTIONS:
-        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
-    _stop, _count = (int(step), action), 0
+    if action not in ACTIONS and not isinstance(getattr(errno, action.upper(), None), int):
+        raise ValueError(f"action must be one of {ACTIONS} or an errno name, got {action!r}")
+    _stop, _count = (int(step), action, match), 0
 
 
 def disarm() -> None:
@@ -57,8 +62,8 @@ def disarm() -> None:
 @contextmanager
 def recording() -> Iterator[list[str]]:
     """The names of the points passed inside the block, in order."""
-    global _names, _count
-    _names, _count = [], 0
+    global _names
+    _names = []
     names = _names
     try:
         yield names

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from glnet.errors import GLNetError
+from glnet.errors import GLNetError, describe_os_error, os_error_reason
 
 PathLike = str | os.PathLike[str]
 
@@ -80,16 +80,29 @@ def refuse_overlap(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, 
                 raise GLNetError(f"{out_name} {out} {how} the {other_name} {other}: choose different paths")
 
 
+def check_writable(folder: PathLike) -> None:
+    """Fail before any work, not after it, when nothing can be written in
+    ``folder`` (read-only, no permission, /proc): a file is made and removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GLNetError(f"output folder {folder} does not exist")
+    probe = folder / f".glnet-probe-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise GLNetError(f"cannot write in {folder}: {os_error_reason(e)}") from None
+
+
 def check_new_file(path: PathLike, overwrite: bool) -> None:
-    """An output file may be written: its folder exists, and it does not
-    exist unless ``overwrite``; it is never a folder."""
+    """An output file may be written: its folder exists and is writable, and
+    it does not exist unless ``overwrite``; it is never a folder."""
     path = Path(path)
     if path.is_dir():
         raise GLNetError(f"{path} is a folder: give a file name")
     if path.exists() and not overwrite:
         raise GLNetError(f"{path} exists: pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise GLNetError(f"output folder {path.parent} does not exist")
+    check_writable(path.parent)
 
 
 def staging_path(path: PathLike) -> Path:
@@ -110,7 +123,18 @@ def all_or_none(paths: Iterable[PathLike]) -> Iterator[list[Path]]:
     finals = [Path(p) for p in paths]
     staged = [staging_path(p) for p in finals]
     try:
-        yield staged
+        try:
+            yield staged
+        except (OSError, GLNetError) as e:  # name the output, not its hidden stand-in
+            message = describe_os_error(e) if isinstance(e, OSError) else str(e)
+            if isinstance(e, OSError) and e.errno is None:  # numpy's short writes say only the byte counts
+                free = shutil.disk_usage(finals[0].parent).free
+                message = (
+                    f"cannot write {', '.join(map(str, finals))}: {message} ({free} bytes free: is the disk full?)"
+                )
+            for tmp, final in zip(staged, finals):
+                message = message.replace(str(tmp), str(final))
+            raise GLNetError(f"{message}; no output was written") from None
         for tmp, final in zip(staged, finals):
             if not tmp.exists():
                 raise GLNetError(f"{final} was not written")

@@ -14,7 +14,7 @@ from glnet.cli import convert, evaluate, export, finetune, segment, train
 from glnet.errors import GLNetError, describe_os_error
 
 COMMANDS = (segment, evaluate, convert, export, train, finetune)
-QUIET_LIBRARIES = ("tifffile", "distributed", "PIL", "numcodecs", "zarr", "asyncio")
+QUIET_LIBRARIES = ("tifffile", "distributed", "PIL", "numcodecs", "zarr")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # their warnings about damaged files repeat our one line
         for name in QUIET_LIBRARIES:
             logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # zarr's writes left pending by an error
     try:
         return args.func(args)
     except GLNetError as e:
@@ -59,4 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(message: str) -> int:
     print(f"glnet: error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message
+    # zarr's concurrent chunk writes that the error left pending are destroyed at exit, each
+    # with a traceback nobody can act on: the line above said what happened
+    sys.unraisablehook = lambda _: None
     return 2

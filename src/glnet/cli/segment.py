@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import numpy as np
 from glnet.atomic import atomic_write
 from glnet.cli import options
 from glnet.cli.common import add_model_args, coarse_to_fine, progress_bar, run_with_progress, segmenter
-from glnet.errors import GLNetError
+from glnet.errors import GLNetError, describe_os_error, os_error_reason
 from glnet.io.budget import check_decode
 from glnet.outputs import all_or_none, check_new_file, refuse_overlap
 
@@ -138,6 +140,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _resumable(out: Path) -> Iterator[None]:
+    """A label store that failed on the machine's side (full disk, I/O error)
+    is incomplete, not lost: say so, and how to finish it."""
+    try:
+        yield
+    except OSError as e:
+        what = describe_os_error(e) if e.filename else os_error_reason(e)
+        raise GLNetError(
+            f"{out}: {what}; the label store is incomplete: fix that and run again with --resume"
+        ) from None
+
+
 def _to_store(args: argparse.Namespace, image_path: Path, out: Path) -> int:
     from glnet.inference.stream import ModelSpec, segment_to_store
 
@@ -155,7 +170,7 @@ def _to_store(args: argparse.Namespace, image_path: Path, out: Path) -> int:
         args.threads,
         coarse_to_fine(args),
     )
-    with progress_bar(f"segment {image_path.name}", "scene", leave=True) as progress:
+    with progress_bar(f"segment {image_path.name}", "scene", leave=True) as progress, _resumable(out):
         store = segment_to_store(
             spec,
             image_path,

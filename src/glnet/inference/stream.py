@@ -35,7 +35,7 @@ from glnet.faults import point
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
 from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
-from glnet.outputs import refuse_overlap
+from glnet.outputs import check_writable, refuse_overlap
 from glnet.store.completion import BLOCK_CHUNKS, blocks
 from glnet.store.labelstore import LabelStore
 
@@ -213,6 +213,7 @@ def segment_to_store(
     )
     if workers < 0:
         raise GLNetError(f"workers must be 0 (no cluster) or more, got {workers}")
+    check_writable(out if out.is_dir() else out.parent)
     if scheduler:
         _check_scheduler(scheduler)
     image = open_level0(image_path)
@@ -365,6 +366,20 @@ def _check_scheduler(address: str, timeout: float = 5.0) -> None:
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise GLNetError(f"cannot reach the dask scheduler at {address}: {reason}") from None
+    _connect(address, timeout).close()  # something answers there: is it a dask scheduler?
+
+
+def _connect(address: str, timeout: float = 10.0):
+    """A dask client of the scheduler at ``address``; any failure is one line
+    (a server that is not a scheduler can make dask fail in odd ways, e.g.
+    a MemoryError from a garbage frame length)."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout}s")
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GLNetError(f"{address} does not answer as a dask scheduler: {reason}") from None
 
 
 def _compute(spec, image_path, grid, todo, seg, workers, scheduler) -> Iterator[tuple[int, PatchResults]]:
@@ -387,10 +402,7 @@ def _compute_distributed(spec, image_path, grid, todo, workers, scheduler) -> It
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler:
-        try:
-            cluster, client = None, Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as e:
-            raise GLNetError(f"cannot connect to the dask scheduler at {scheduler}: {e}") from None
+        cluster, client = None, _connect(scheduler)
     else:
         threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
         spec = ModelSpec(**{**asdict(spec), "threads": threads})

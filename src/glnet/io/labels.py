@@ -18,7 +18,7 @@ from PIL import Image
 
 from glnet.atomic import atomic_write
 from glnet.classes import DEEPGLOBE, ClassTable
-from glnet.errors import GLNetError
+from glnet.errors import GLNetError, os_error_reason
 from glnet.io.budget import check_decode
 
 log = logging.getLogger(__name__)
@@ -248,5 +248,5 @@ def write_label(
             else:
                 tifffile.imwrite(f, array, photometric="rgb" if color else "minisblack", compression="zlib")
     except OSError as exc:
-        raise GLNetError(f"cannot write label file {path}: {_first_line(exc)}") from exc
+        raise GLNetError(f"cannot write label file {path}: {os_error_reason(exc)}") from exc
     log.debug("wrote %s label %s (%dx%d)", "colour" if color else "index", path, array.shape[1], array.shape[0])

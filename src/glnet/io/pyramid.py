@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from glnet.errors import GLNetError
+from glnet.errors import GLNetError, os_error_reason
+from glnet.outputs import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,7 @@ def write_ome_zarr(
         raise GLNetError(f"chunk must be at least 16 pixels, got {chunk}")
     if out.exists() and not overwrite:
         raise GLNetError(f"{out} exists: pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise GLNetError(f"output folder {out.parent} does not exist")
+    check_writable(out.parent)
 
     shapes = level_shapes(tuple(image.shape[:2]), min_size)
     total = sum(math.ceil(h / chunk) * math.ceil(w / chunk) for h, w in shapes)
@@ -216,6 +216,8 @@ def write_ome_zarr(
             name=out.name.removesuffix(".zarr").removesuffix(".ome"),
         )
         _publish(tmp, out, overwrite)
+    except OSError as e:  # a full disk, a file system gone read-only: one line, and nothing left behind
+        raise GLNetError(f"cannot write {out}: {os_error_reason(e)}; nothing was written") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

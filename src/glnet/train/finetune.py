@@ -27,7 +27,7 @@ from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 from glnet.model import MODES
-from glnet.outputs import refuse_overlap
+from glnet.outputs import check_writable, refuse_overlap
 from glnet.train.batches import SegmentationData
 from glnet.train.config import TrainConfig
 from glnet.train.loop import BatchCallback, TrainingStopped, split_data, train, validate, written_files
@@ -76,16 +76,17 @@ class FinetuneResult:
         return self.miou_after > self.miou_before
 
 
-def check_outputs(source: Path, output: Path, overwrite: bool, protected: tuple[Path, ...] = ()) -> None:
-    """Refuse to write over the source checkpoint (whatever ``overwrite``
-    says) or, without ``overwrite``, over any existing file."""
+def check_outputs(
+    source: Path, output: Path, overwrite: bool, protected: tuple[Path, ...] = (), data: Path | None = None
+) -> None:
+    """Refuse to write over the source checkpoint or into the data (whatever
+    ``overwrite`` says) or, without ``overwrite``, over any existing file."""
     files = written_files(output)
     refuse_overlap(
         {"the output" if f == output else f"{f.name}, written beside the output,": f for f in files},
-        {"source checkpoint": source, **{f"checkpoint {p.name}": p for p in protected}},
+        {"source checkpoint": source, **{f"checkpoint {p.name}": p for p in protected}, "training data": data},
     )
-    if not output.parent.is_dir():
-        raise GLNetError(f"output folder {output.parent} does not exist")
+    check_writable(output.parent)
     existing = [f.name for f in files if f.exists()]
     if existing and not overwrite:
         raise GLNetError(f"{', '.join(existing)} exist(s) in {output.parent}: pass --overwrite to replace")
@@ -117,7 +118,7 @@ def finetune(
     if config.mode is not None and config.mode not in MODES:
         raise GLNetError(f"unknown --mode {config.mode!r}: use one of {', '.join(MODES)}")
     global_from = Path(config.global_from) if config.global_from else None
-    check_outputs(source, output, config.overwrite, (global_from,) if global_from else ())
+    check_outputs(source, output, config.overwrite, (global_from,) if global_from else (), Path(config.data))
     if config.epochs < 1:
         raise GLNetError(f"epochs must be at least 1, got {config.epochs}")
     authors_l2g = config.mode == "local2global"

@@ -30,7 +30,7 @@ from glnet.errors import GLNetError
 from glnet.metrics import ConfusionMatrix
 from glnet.model import MODES, GLNet
 from glnet.model.resnet import BACKBONES
-from glnet.outputs import refuse_overlap
+from glnet.outputs import check_writable, refuse_overlap
 from glnet.runtime import autocast, resolve_device
 from glnet.train.batches import SegmentationData, prepare, split_entries
 from glnet.train.config import TrainConfig
@@ -89,6 +89,7 @@ def _check(config: TrainConfig) -> None:
     if config.backbone is not None and config.backbone not in BACKBONES:
         raise GLNetError(f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}")
     output = Path(config.output)
+    check_writable(output.parent)
     refuse_overlap(
         {"output" if f == output else f"{f.name} (written beside the output)": f for f in written_files(output)},
         {
