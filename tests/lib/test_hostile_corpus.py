@@ -19,10 +19,12 @@ import tifffile
 from PIL import Image
 
 from glnet import faults
+from glnet.classes import DEEPGLOBE
 from glnet.cli import main
 from glnet.inference.stream import segment_to_store
 from glnet.io.labels import write_label
 from glnet.io.pyramid import write_ome_zarr
+from glnet.store.labelstore import LabelStore
 
 from helpers import hostile as H
 
@@ -60,6 +62,8 @@ def corpus(tmp_path_factory) -> Path:
     Image.fromarray(red).save(d / "red_mask.png")
     write_label(d / "pred.png", np.ones((40, 50), np.uint8))
     os.symlink(d / "image.png", d / "link_to_image.png")
+    with LabelStore.create(d / "labels.zarr", (120, 160), DEEPGLOBE, chunk=64) as store:
+        store.mark_reviewed((0, 0, 64, 64))
     (d / "data").mkdir()
     return d
 
@@ -133,6 +137,16 @@ FAILURES = [
         "finetune into its data",
         ["finetune", "--from", "{d}/tiny.glnet.pt", "--data", "{d}/data", "-o", "{d}/data/t.pt"],
         "inside",
+    ),
+    (
+        "export into the store",
+        ["export", "{d}/labels.zarr", "--image", "{d}/image.png", "-o", "{d}/labels.zarr/t"],
+        "inside the label store",
+    ),
+    (
+        "export over their folder",
+        ["export", "{d}/labels.zarr", "--image", "{d}/image.png", "-o", "{d}", "--overwrite"],
+        "contains the label store",
     ),
     ("output exists", [*SEGMENT, "-o", "{d}/pred.png"], "--overwrite"),
     ("output in /proc", [*SEGMENT, "-o", "/proc/glnet.png"], "cannot write in /proc"),

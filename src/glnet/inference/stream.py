@@ -32,6 +32,7 @@ import numpy as np
 from glnet.atomic import atomic_write, is_tmp_name
 from glnet.errors import GLNetError
 from glnet.faults import point
+from glnet.inference.cluster import check_scheduler, connect
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
 from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
@@ -215,7 +216,7 @@ def segment_to_store(
         raise GLNetError(f"workers must be 0 (no cluster) or more, got {workers}")
     check_writable(out if out.is_dir() else out.parent)
     if scheduler:
-        _check_scheduler(scheduler)
+        check_scheduler(scheduler)
     image = open_level0(image_path)
     shape = (int(image.shape[0]), int(image.shape[1]))
     seg = spec.segmenter()
@@ -348,40 +349,6 @@ def _open_output(
     )
 
 
-def _check_scheduler(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, in one line, when the scheduler cannot be reached
-    (dask's own client waits 30 s and raises a traceback)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host, port = None, None
-    if parts.scheme not in ("tcp", "tls") or not host or not port:
-        raise GLNetError(f"--scheduler {address!r} is not a dask scheduler address like tcp://host:8786")
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise GLNetError(f"cannot reach the dask scheduler at {address}: {reason}") from None
-    _connect(address, timeout).close()  # something answers there: is it a dask scheduler?
-
-
-def _connect(address: str, timeout: float = 10.0):
-    """A dask client of the scheduler at ``address``; any failure is one line
-    (a server that is not a scheduler can make dask fail in odd ways, e.g.
-    a MemoryError from a garbage frame length)."""
-    from dask.distributed import Client
-
-    try:
-        return Client(address, timeout=f"{timeout}s")
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GLNetError(f"{address} does not answer as a dask scheduler: {reason}") from None
-
-
 def _compute(spec, image_path, grid, todo, seg, workers, scheduler) -> Iterator[tuple[int, PatchResults]]:
     if not todo:
         return
@@ -402,7 +369,7 @@ def _compute_distributed(spec, image_path, grid, todo, workers, scheduler) -> It
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler:
-        cluster, client = None, _connect(scheduler)
+        cluster, client = None, connect(scheduler)
     else:
         threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
         spec = ModelSpec(**{**asdict(spec), "threads": threads})

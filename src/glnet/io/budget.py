@@ -13,7 +13,10 @@ killed for memory.
 
 The budget is half the memory available to this process (the machine's
 available memory, or the cgroup limit of a container, whichever is lower),
-or ``$GLNET_DECODE_BUDGET`` (bytes; suffixes K, M, G, T).
+or ``$GLNET_DECODE_BUDGET`` (bytes; suffixes K, M, G, T).  Arrays read on
+demand are wrapped by :func:`checked_array`, so a read that fails when the
+pixels are finally decoded, deep inside the engine, is a one-line error
+naming the file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+
+import numpy as np
 
 from glnet.errors import GLNetError
 
@@ -106,3 +111,38 @@ def check_decode(path, nbytes: int, what: str, hint: str = CONVERT_HINT) -> None
             f"{path}: decoding {what} takes {human(nbytes)}, more than this process may use at once "
             f"({human(budget)}; ${ENV} sets it): {hint}"
         )
+
+
+class _Checked:
+    """An on-demand array (TIFF strips/tiles, zarr chunks) whose failing
+    reads are one-line GLNetErrors naming the file: pixels are decoded long
+    after opening, inside the engine, where a decoder's own error would be
+    a traceback."""
+
+    def __init__(self, array, path) -> None:
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim = tuple(array.shape), array.dtype, len(array.shape)
+
+    def __getitem__(self, key):
+        try:
+            return np.asarray(self.array[key])
+        except GLNetError:
+            raise
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GLNetError(
+                f"{self.path}: cannot decode its pixels (truncated, corrupt, or a header that lies): {msg}"
+            ) from None
+
+
+def checked_array(array, path, chunks):
+    """``array`` (read on demand) as a dask array whose failing reads name the file."""
+    import dask.array as da
+
+    return da.from_array(_Checked(array, path), chunks=chunks, asarray=False, lock=False, name=False)
+
+
+def check_chunk(path, chunks, dtype, what: str) -> None:
+    """Each on-demand read decodes at least one whole stored chunk: it must fit."""
+    nbytes = int(np.prod([int(c) for c in chunks], dtype=np.float64)) * np.dtype(dtype).itemsize
+    check_decode(path, nbytes, f"one {what} of {' x '.join(str(int(c)) for c in chunks)}")

@@ -34,7 +34,7 @@ import dask.array as da
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.io.budget import check_decode
+from glnet.io.budget import check_chunk, check_decode, checked_array
 from glnet.io.pyramid import halve, level_shapes, write_ome_zarr
 
 log = logging.getLogger(__name__)
@@ -82,35 +82,6 @@ class ImagePyramid:
 def _fail(path, what: str, e: Exception) -> GLNetError:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return GLNetError(f"{path}: {what}: {msg}")
-
-
-class _Checked:
-    """An on-demand array (TIFF strips/tiles, zarr chunks) whose failing
-    reads are one-line GLNetErrors naming the file: pixels are decoded long
-    after opening, inside the engine, where a decoder's own error would be
-    a traceback."""
-
-    def __init__(self, array, path) -> None:
-        self.array, self.path = array, path
-        self.shape, self.dtype, self.ndim = tuple(array.shape), array.dtype, len(array.shape)
-
-    def __getitem__(self, key):
-        try:
-            return np.asarray(self.array[key])
-        except GLNetError:
-            raise
-        except Exception as e:
-            raise _fail(self.path, "cannot decode its pixels (truncated, corrupt, or a header that lies)", e) from None
-
-
-def _lazy(array, path, chunks) -> da.Array:
-    return da.from_array(_Checked(array, path), chunks=chunks, asarray=False, lock=False, name=False)
-
-
-def _check_chunk(path, chunks, dtype, what: str) -> None:
-    """Each on-demand read decodes at least one whole stored chunk: it must fit."""
-    nbytes = int(np.prod([int(c) for c in chunks], dtype=np.float64)) * np.dtype(dtype).itemsize
-    check_decode(path, nbytes, f"one {what} of {' x '.join(str(int(c)) for c in chunks)}")
 
 
 # -- pixel normalisation (lazy) ------------------------------------------------
@@ -362,7 +333,7 @@ def _tiff_level(tif, series, i: int) -> tuple[da.Array, tuple[int, ...]]:
     chunks = tuple(n if n <= 4 else min(n, c * max(1, round(DASK_CHUNK / c))) for n, c in zip(a.shape, native))
     if isinstance(a, np.ndarray):
         return da.from_array(a, chunks=chunks, asarray=False, lock=False), tuple(native)
-    return _lazy(a, path, chunks), tuple(native)
+    return checked_array(a, path, chunks), tuple(native)
 
 
 def _open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid:
@@ -380,7 +351,7 @@ def _open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid
         for i in range(len(series.levels)):
             x, native = _tiff_level(tif, series, i)
             if any(n > 1 for n in native):  # decoded strip by strip or tile by tile
-                _check_chunk(path, native, x.dtype, "TIFF strip or tile")
+                check_chunk(path, native, x.dtype, "TIFF strip or tile")
             x, axes = _squeeze_leading(x, path, series.levels[i].axes)
             levels.append(to_rgb8(x, path, channel_axis=_tiff_channel_axis(x, axes, path)))
             natives.append(native)
@@ -425,8 +396,8 @@ def _axis_names(ms: dict, ndim: int) -> list[str]:
 
 
 def _zarr_level(arr, source) -> da.Array:
-    _check_chunk(source, arr.chunks, arr.dtype, "zarr chunk")
-    return _lazy(arr, source, arr.chunks)
+    check_chunk(source, arr.chunks, arr.dtype, "zarr chunk")
+    return checked_array(arr, source, arr.chunks)
 
 
 def _ome_level(arr, names: list[str], source) -> da.Array:

@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from glnet.atomic import atomic_write, fsync_dir, fsync_file, is_tmp_name
+from glnet.atomic import atomic_write, fsync_dir, is_tmp_name
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.faults import point
 from glnet.store import lock as writer_lock
+from glnet.store.chunks import remove_partial_chunks, sync_chunks
 from glnet.store.completion import Completion, completion
 
 log = logging.getLogger(__name__)
@@ -507,18 +508,7 @@ class LabelStore:
 
     def _sync_level(self, k: int, region: Region) -> None:
         """fsync the chunk files of ``region`` of level ``k`` (zarr does not)."""
-        array = self._levels[k]
-        root = Path(array.store_path.store.root) / array.store_path.path
-        ch, cw = array.chunks
-        t, l, b, r = region
-        folders = set()
-        for i in range(t // ch, (b - 1) // ch + 1):
-            for j in range(l // cw, (r - 1) // cw + 1):
-                chunk = root / array.metadata.encode_chunk_key((i, j))
-                fsync_file(chunk)
-                folders.add(chunk.parent)
-        for folder in folders:
-            fsync_dir(folder)
+        sync_chunks(self._levels[k], region)
 
     def _commit_state(self, old: np.ndarray, entry: dict | None, undo: dict | None) -> None:
         if entry is None and undo is None:
@@ -541,29 +531,13 @@ class LabelStore:
         for k, (t, l, b, r) in enumerate(marker["regions"]):
             self._levels[k][t:b, l:r] = np.load(journal / f"level{k}.npy")
             self._sync_level(k, (t, l, b, r))
-            self._remove_partial_chunks(k, (t, l, b, r))
+            remove_partial_chunks(self._levels[k], (t, l, b, r))
         with atomic_write(self._dir / "state.json") as f:
             f.write((journal / "state.json").read_bytes())
         point("rolled-back")
         (journal / _MARKER).unlink()
         fsync_dir(journal)
         shutil.rmtree(journal, ignore_errors=True)
-
-    def _remove_partial_chunks(self, k: int, region: Region) -> None:
-        """zarr writes a chunk as ``KEY.<uuid>.partial`` and renames it: a kill
-        in between leaves that file in the chunk's folder."""
-        array = self._levels[k]
-        root = Path(array.store_path.store.root) / array.store_path.path
-        ch, cw = array.chunks
-        t, l, b, r = region
-        folders = {
-            (root / array.metadata.encode_chunk_key((i, j))).parent
-            for i in range(t // ch, (b - 1) // ch + 1)
-            for j in range(l // cw, (r - 1) // cw + 1)
-        }
-        for folder in folders:
-            for f in folder.glob("*.partial"):
-                f.unlink(missing_ok=True)
 
     def _recover(self) -> None:
         if self._mode != "r+":
