@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 
 from ._review_widget import ReviewWidget
@@ -27,9 +28,7 @@ from .session import ModelChoice, load_checkpoint_any
 if TYPE_CHECKING:
     import napari
 
-MODES = ("global", "global2local", "local2global")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 CPU_NOTE = "Running on the CPU (no CUDA GPU in use): refining big views takes a while."
 
@@ -63,14 +62,14 @@ class SegmentWidget(QWidget):
         self.weights = FileEdit(label="Checkpoint", mode="r", filter=CHECKPOINT_FILTER)
         self.mode = ComboBox(
             label="Mode",
-            choices=MODES,
-            value="global2local",
+            choices=Mode.choices(),
+            value=Mode.GLOBAL2LOCAL.value,
             tooltip="Only for the authors' .pth files; our checkpoints record their own mode",
         )
         self.global_weights = FileEdit(label="Global ckpt", mode="r", filter=CHECKPOINT_FILTER, visible=False)
         self.global_weights.tooltip = "The authors' fpn_deepglobe_global.pth (their local2global needs it)"
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
-        self.precision = ComboBox(label="Precision", choices=PRECISIONS, value="fp32")
+        self.precision = ComboBox(label="Precision", choices=Precision.choices(), value=Precision.FP32.value)
         self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=256, tooltip="patches per batch")
         self.store = FileEdit(
             label="Label store",
@@ -156,7 +155,7 @@ class SegmentWidget(QWidget):
             self.image.value = choices[-1]
 
     def _on_mode(self, mode: str) -> None:
-        self.global_weights.visible = mode == "local2global"
+        self.global_weights.visible = mode == Mode.LOCAL2GLOBAL
         self._show_classes()
 
     def _on_auto(self, value: bool) -> None:
@@ -206,7 +205,7 @@ class SegmentWidget(QWidget):
         return str(path)
 
     def _global_weights(self) -> str | None:
-        if self.mode.value == "local2global" and str(self.global_weights.value) not in ("", "."):
+        if self.mode.value == Mode.LOCAL2GLOBAL and str(self.global_weights.value) not in ("", "."):
             return self._file(self.global_weights.value, "global checkpoint")
         return None
 

@@ -54,13 +54,15 @@ def ensure_untrained_checkpoint(path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from glnet.constants import Mode
+
     p = argparse.ArgumentParser(
         prog="python -m napari_glnet.demo",
         description="Segment a DeepGlobe image with GLNet in napari (headless without a screen).",
     )
     p.add_argument("--image", help="RGB image (default: the plugin's synthetic sample scene, with ground truth)")
     p.add_argument("--weights", help=f"checkpoint (default: {DEMO_WEIGHTS.relative_to(REPO)})")
-    p.add_argument("--mode", choices=["global", "global2local", "local2global"], help="only for the authors' files")
+    p.add_argument("--mode", choices=Mode.choices(), help="only for the authors' files")
     p.add_argument("--global-weights", help="the authors' global checkpoint (their local2global needs it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="patches per batch (default 4)")

@@ -7,6 +7,7 @@ codecs and the ``glnet`` command line.  No Qt here.
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
 from glnet.classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
@@ -23,6 +24,8 @@ __all__ = [
     "GLNetCheckpoint",
     "GLNetError",
     "ImageSession",
+    "Mode",
+    "Precision",
     "Progress",
     "Segmentation",
     "Segmenter",

@@ -9,13 +9,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 
 log = logging.getLogger("glnet")
 
-MODES = ["global", "global2local", "local2global"]
-PRECISIONS = ["fp32", "bf16", "fp16"]
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
@@ -25,14 +24,14 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument(
         "--weights", required=required, metavar="CKPT", help="checkpoint: ours, or the authors' file for --mode"
     )
-    g.add_argument("--mode", choices=MODES, help="required for the authors' files")
+    g.add_argument("--mode", choices=Mode.choices(), help="required for the authors' files")
     g.add_argument(
         "--global-weights", metavar="CKPT_G", help="the authors' global checkpoint (their local2global needs it)"
     )
     g.add_argument("--size-g", type=int, help="global view size in px (default: checkpoint's, 508)")
     g.add_argument("--size-p", type=int, help="patch size in px (default: checkpoint's, 508)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    r.add_argument("--precision", choices=Precision.choices(), default=Precision.FP32.value)
     r.add_argument("--device", default="auto", help=DEVICE_HELP)
     r.add_argument("--batch-size", type=int, default=4, help="patches per local-branch batch (default 4)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: all CPUs this process may use)")

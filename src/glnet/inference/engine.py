@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from glnet.checkpoint import GLNetCheckpoint
+from glnet.constants import Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
 from glnet.inference.coarse import nearest_index as _nearest_index
@@ -148,7 +149,7 @@ class Segmenter:
         self,
         checkpoint: GLNetCheckpoint,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: Precision | str = Precision.FP32,
         batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
@@ -162,8 +163,7 @@ class Segmenter:
         self.checkpoint = checkpoint
         self.mode = checkpoint.mode
         self.device = resolve_device(device)
-        self.precision = precision
-        autocast(self.device, precision)  # validates the name
+        self.precision = Precision.parse(precision)
         warn_slow_precision(self.device, precision)
         self.batch_size = batch_size
         self.size_g = size_g or checkpoint.size_g
