@@ -22,7 +22,8 @@ from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewControlle
 if TYPE_CHECKING:
     import napari
 
-    from glnet.store.labelstore import LabelStore, Region
+    from glnet.geometry import Region
+    from glnet.store.labelstore import LabelStore
 
 
 class ReviewWidget(QWidget):

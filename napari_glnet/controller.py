@@ -32,7 +32,7 @@ import numpy as np
 from psygnal import Signal
 
 from glnet.errors import GLNetError
-from glnet.inference.engine import Region
+from glnet.geometry import Region
 
 from ._reader import label_colormap
 from .session import (

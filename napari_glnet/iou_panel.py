@@ -48,8 +48,9 @@ from qtpy.QtWidgets import (
 )
 
 from glnet.errors import GLNetError
+from glnet.geometry import Region
 from glnet.metrics import ConfusionMatrix, Scores
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
 from napari_glnet.region_metrics import StoreConfusion
 from napari_glnet.retrain import Failed
 from napari_glnet.review import (

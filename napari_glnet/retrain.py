@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from glnet.errors import GLNetError
+from glnet.geometry import Region
 from glnet.store.export import export_tiles, tile_regions
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.store.labelstore import LabelStore, Region
+from glnet.geometry import Region
+from glnet.store.labelstore import LabelStore
 
 if TYPE_CHECKING:
     import napari

@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.inference.engine import Region, Segmenter
-from glnet.inference.scenes import SceneGrid, SceneSession, intersect
-from glnet.store.labelstore import LabelStore, level_region
+from glnet.geometry import Region, intersect, level_region
+from glnet.inference.engine import Segmenter
+from glnet.inference.scenes import SceneGrid, SceneSession
+from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from PIL import Image
 from glnet.checkpoint import GLNetCheckpoint
 from glnet.constants import Precision
 from glnet.errors import GLNetError
+from glnet.geometry import Region, clip
 from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
 from glnet.inference.coarse import nearest_index as _nearest_index
 from glnet.inference.grid import PatchGrid
@@ -41,8 +42,6 @@ from glnet.model.resnet import fold_batchnorm
 from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
 
 log = logging.getLogger(__name__)
-
-Region = tuple[int, int, int, int]  # top, left, bottom, right (half-open, pixels)
 
 
 @dataclass(frozen=True)
@@ -384,14 +383,7 @@ class ImageSession:
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
-        if region is None:
-            return 0, 0, self.height, self.width
-        top, left, bottom, right = (int(v) for v in region)
-        top, left = max(0, top), max(0, left)
-        bottom, right = min(self.height, bottom), min(self.width, right)
-        if bottom <= top or right <= left:
-            raise GLNetError(f"region {region} does not overlap the {self.height}x{self.width} image")
-        return top, left, bottom, right
+        return clip(region, (self.height, self.width))
 
     def result(self, region: Region | None = None) -> Segmentation:
         """Mean logits and labels inside ``region`` (run() must have finished)."""

@@ -28,9 +28,10 @@ import numpy as np
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
+from glnet.geometry import Region, intersect, shift
 from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
-from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
+from glnet.inference.engine import PatchResults, Segmentation, Segmenter
+from glnet.inference.scenes import SceneGrid, SceneSession, blend
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)

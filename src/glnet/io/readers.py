@@ -27,13 +27,13 @@ import dask.array as da
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.io.pyramid import halve, level_shapes, write_ome_zarr
+from glnet.geometry import OVERVIEW_SIDE, level_shapes
+from glnet.io.pyramid import halve, write_ome_zarr
 
 log = logging.getLogger(__name__)
 
 PIL_SUFFIXES = (".jpg", ".jpeg", ".png")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
-MIN_LEVEL_SIZE = 512  # lazy levels stop once the longer side is at most this
 DASK_CHUNK = 1024  # target dask chunk side for lazily read levels
 MAX_PIXELS = 1_000_000_000  # PIL's bomb guard stops at 179 Mpx; our users open bigger scenes
 BIG_NATIVE_CHUNK = 16_000_000  # px: a TIFF strip this big is decoded whole anyway
@@ -137,13 +137,13 @@ def _even_chunks(x: da.Array) -> da.Array:
     return x.rechunk(new) if new else x
 
 
-def lazy_levels(level0: da.Array, min_size: int = MIN_LEVEL_SIZE) -> list[da.Array]:
+def lazy_levels(level0: da.Array, overview: int = OVERVIEW_SIDE) -> list[da.Array]:
     """``level0`` plus lazily computed 2x area-mean levels (the same sizes and
     values :func:`glnet.pyramid.write_ome_zarr` writes), for images that
     carry no pyramid of their own."""
     levels = [level0]
     x = level0
-    for _ in level_shapes(level0.shape[:2], min_size)[1:]:
+    for _ in level_shapes(level0.shape[:2], overview)[1:]:
         x = _even_chunks(x)
         half = tuple(tuple(-(-c // 2) for c in x.chunks[ax]) for ax in (0, 1))
         x = x.map_blocks(halve, dtype=np.uint8, chunks=(*half, x.chunks[2]))
