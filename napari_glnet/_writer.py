@@ -1,6 +1,6 @@
 """npe2 writer: a Labels layer → a glnet label store (OME-Zarr, NGFF 0.5).
 
-The store is :class:`glnet.labelstore.LabelStore`, so the file opens again in
+The store is :class:`glnet.store.labelstore.LabelStore`, so the file opens again in
 napari through our reader, in ome-zarr tools as an OME-Zarr label image, and
 in ``glnet export`` for retraining.  Level 0 is copied in strips of whole
 store chunks, so a multiscale (dask/zarr) layer of any size is never held in

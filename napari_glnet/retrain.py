@@ -1,9 +1,9 @@
 """Export corrected labels for retraining: the widget's "Export for retraining".
 
-A thin client of :func:`glnet.export.export_tiles` (what ``glnet export``
+A thin client of :func:`glnet.store.export.export_tiles` (what ``glnet export``
 runs): the reviewed (or corrected, or all) regions of a label store and the
 image under them are cut into DeepGlobe-layout tiles with a ``manifest.json``,
-the folder ``glnet train --data DIR`` reads (:func:`glnet.export.read_export`).
+the folder ``glnet train --data DIR`` reads (:func:`glnet.data.dataset.read_export`).
 
 Embedding (the dock widget does this)::
 

@@ -1,6 +1,6 @@
 """Reviewing a label store in napari: edit a region, accept it, undo it.
 
-The authoritative labels live in a :class:`glnet.labelstore.LabelStore`
+The authoritative labels live in a :class:`glnet.store.labelstore.LabelStore`
 (OME-Zarr on disk) and are shown as a read-only multiscale Labels layer
 (napari cannot paint on multiscale data).  To correct a region, its level-0
 labels are copied into a small in-memory Labels layer, "GLNet edit", laid

@@ -4,14 +4,14 @@ No Qt and no napari here (the controller is the napari glue), so all of it
 runs and is tested without a screen.  A :class:`ViewSession` joins three
 library pieces:
 
-* a ``glnet.scenes.SceneSession`` over the (lazy) image: an image no
+* a ``glnet.inference.scenes.SceneSession`` over the (lazy) image: an image no
   larger than one scene is one scene and gets exactly the core engine's
   result; finished patches and scenes are kept, so re-targeting the view
   never recomputes what is done;
 * a fast **overview**: each scene's global-branch labels, sampled on a
   coarse canvas (about one canvas pixel per global-logit pixel), shown while
   the patches run;
-* a ``glnet.labelstore.LabelStore`` that refined labels go into, tile by
+* a ``glnet.store.labelstore.LabelStore`` that refined labels go into, tile by
   tile (so each tile appears as soon as it is done, and memory stays one
   tile's logits whatever the view size).  Predictions never overwrite a
   person's corrections (the store's recorded edit regions).

@@ -57,7 +57,7 @@ class GLNetCheckpoint:
     size_g: int = 508
     size_p: int = 508
     # the image size the model was trained on (DeepGlobe: 2448); larger
-    # images are tiled into scenes of this size (see glnet.scenes)
+    # images are tiled into scenes of this size (see glnet.inference.scenes)
     scene_size: int = 2448
     input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     input_std: tuple[float, float, float] = (1.0, 1.0, 1.0)

@@ -1,4 +1,4 @@
-"""Lazy pyramid readers (glnet.readers) and the OME-Zarr writer (glnet.pyramid)."""
+"""Lazy pyramid readers (glnet.io.readers) and the OME-Zarr writer (glnet.io.pyramid)."""
 
 from __future__ import annotations
 

@@ -156,7 +156,7 @@ class Segmenter:
     ):
         """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
-        ``glnet.coarse``); it changes nothing in mode global."""
+        ``glnet.inference.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {batch_size}")
         self.checkpoint = checkpoint

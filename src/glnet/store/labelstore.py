@@ -40,6 +40,7 @@ from glnet.atomic import atomic_write
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.geometry import OVERVIEW_SIDE, Region, as_region, level_region, level_shapes
+from glnet.io.omezarr import multiscales
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class LabelStore:
         self._group = group
         self._mode = mode
         self._lock = threading.RLock()
-        self._levels = [group[d["path"]] for d in _multiscales(group)["datasets"]]
+        self._levels = [group[d["path"]] for d in _datasets(group)]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
         self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
@@ -235,7 +236,7 @@ class LabelStore:
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
-            _multiscales(group)
+            _datasets(group)
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
         store = cls(path, name, group, mode)
@@ -489,12 +490,18 @@ class LabelStore:
                 f.unlink()
 
 
-def _multiscales(group: zarr.Group) -> dict:
-    attrs = group.attrs.get("ome", group.attrs)
-    ms = attrs.get("multiscales") if hasattr(attrs, "get") else None
-    if not ms or not ms[0].get("datasets"):
+def _datasets(group: zarr.Group) -> list[dict]:
+    ms = multiscales(group.attrs)
+    if ms is None:
         raise GLNetError("no multiscales metadata")
-    return ms[0]
+    return ms["datasets"]
+
+
+def is_label_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a label store (a .zarr folder with labels/
+    and glnet's .glnet/), without opening it: what the napari reader asks."""
+    path = Path(path)
+    return path.suffix == ".zarr" and (path / "labels").is_dir() and (path / ".glnet").is_dir()
 
 
 def _user() -> str:
