@@ -25,7 +25,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,10 +33,11 @@ from psygnal import Signal
 
 from glnet.errors import GLNetError
 from glnet.geometry import Region
+from glnet.inference.memory import Fallback, is_out_of_memory, with_memory_fallback
+from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
 from .session import (
-    ModelChoice,
     Overview,
     RefineProgress,
     ViewSession,
@@ -65,9 +66,10 @@ CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click,
 class Settings:
     """The widget's current choices (the controller asks for them per request)."""
 
-    model: ModelChoice
+    model: ModelSpec
     layer: Any  # napari.layers.Image
     store_path: str | None = None  # None: the image's default store in the cache
+    model_mtime: float = 0.0  # the checkpoint file's: a rewritten file is loaded again
 
 
 # -- messages from the worker (plain values: the main thread acts on them) -------
@@ -123,26 +125,23 @@ def layer_pixels(layer) -> Any:
     return to_rgb8(da.asarray(data), layer.name)
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
-
-
 class _Runner:
     """The worker thread's state: the loaded model and the session, reused
     between requests.  Only one worker runs at a time, so no locks."""
 
     def __init__(self) -> None:
-        self.model: ModelChoice | None = None
+        self.model: tuple[ModelSpec, float] | None = None
         self.segmenter = None
         self.key: tuple | None = None
         self.session: ViewSession | None = None
         self.data = None  # held so the id() in key cannot be reused
 
-    def segmenter_for(self, model: ModelChoice):
+    def segmenter_for(self, settings: Settings):
         loaded = False
+        model = (settings.model, settings.model_mtime)
         if model != self.model:
             self.segmenter = self.model = self.session = self.key = self.data = None
-            self.segmenter = model.load()
+            self.segmenter = settings.model.load()
             self.model, loaded = model, True
         return self.segmenter, loaded
 
@@ -150,7 +149,7 @@ class _Runner:
         """The session of this layer's data (``raw``: what the layer holds,
         ``pixels``: it as RGB uint8), kept while neither changes."""
         layer = settings.layer
-        key = (settings.model, id(layer), id(raw), settings.store_path)
+        key = (settings.model, settings.model_mtime, id(layer), id(raw), settings.store_path)
         if key == self.key and self.session is not None:
             return self.session, False
         path = settings.store_path or default_store_path(
@@ -171,16 +170,16 @@ def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
 
     try:
         set_threads(request.threads)  # a worker thread's default is not what we want
-        seg, loaded = runner.segmenter_for(request.settings.model)
+        seg, loaded = runner.segmenter_for(request.settings)
         session, new = runner.session_for(request.settings, raw, pixels)
         yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
         region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
-        yield from _with_fallback(runner, request, lambda: _overview_steps(session, region))
+        yield from _with_fallback(runner, lambda: _overview_steps(session, region))
         refine = request.refine
         if refine is None:
             refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
         if refine:
-            yield from _with_fallback(runner, request, lambda: session.refine(region))
+            yield from _with_fallback(runner, lambda: session.refine(region))
         return _Done(region, refine)
     except GLNetError as e:
         return _Failed(str(e))
@@ -195,28 +194,19 @@ def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
         yield session.current_overview()
 
 
-def _with_fallback(runner: _Runner, request: _Request, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """Run ``steps()``; on CUDA out-of-memory retry with half the batch, then
-    on the CPU, saying so each time (finished work is kept)."""
-    import torch
+def _with_fallback(runner: _Runner, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """Run ``steps()``; out of memory, the library's fallback (half the batch,
+    then the CPU) runs it again on the session's new Segmenter, which the
+    runner keeps; the user is told each time (finished scenes are kept)."""
 
-    while True:
-        try:
-            yield from steps()
-            return
-        except (MemoryError, RuntimeError) as e:
-            seg = runner.segmenter
-            if not is_out_of_memory(e) or seg.device.type != "cuda":
-                raise
-            torch.cuda.empty_cache()
-            if seg.batch_size > 1:
-                seg.batch_size //= 2
-                runner.session.set_segmenter(seg)
-                yield _Warn(f"out of GPU memory: retrying with batch size {seg.batch_size}")
-            else:
-                runner.segmenter = request.settings.model.load(device="cpu", batch_size=1)
-                runner.session.set_segmenter(runner.segmenter)
-                yield _Warn("out of GPU memory even with batch size 1: continuing on the CPU (slower)")
+    def on(seg) -> Iterator[Any]:
+        if seg is not runner.segmenter:
+            runner.segmenter = seg
+            runner.session.set_segmenter(seg)
+        return steps()
+
+    for item in with_memory_fallback(runner.segmenter, on):
+        yield _Warn(item.message) if isinstance(item, Fallback) else item
 
 
 # -- the controller -----------------------------------------------------------------
@@ -422,6 +412,7 @@ class ViewController:
                 show_error(str(e))
             return
         region = None if region is None else tuple(int(v) for v in region)
+        settings = replace(settings, model=settings.model.replace(threads=self.threads))  # one core for the GUI
         request = _Request(settings, region, point, refine, self.threads)
         if self.worker is not None:  # the old view's work stops at its next batch; then this starts
             self._pending = request

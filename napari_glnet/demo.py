@@ -104,11 +104,9 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
     import numpy as np
     from tqdm import tqdm
 
-    from glnet.checkpoint import load_checkpoint
     from glnet.errors import GLNetError
-    from glnet.inference.engine import Segmenter
+    from glnet.inference.spec import ModelSpec
     from glnet.io.labels import write_label
-    from glnet.runtime import set_threads
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,11 +114,17 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
     if out.resolve() == image_path.resolve():
         raise GLNetError(f"output {out} is the input image: refusing to overwrite it")
 
-    set_threads(None)
-    ckpt = load_checkpoint(weights, mode=args.mode, global_path=args.global_weights)
+    spec = ModelSpec(
+        weights=weights,
+        mode=args.mode,
+        global_weights=args.global_weights,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    seg = spec.load()
+    ckpt = seg.checkpoint
     if ckpt.extra.get("untrained"):
         print("note: this checkpoint is UNTRAINED (it exercises the pipeline; its classes are meaningless)")
-    seg = Segmenter(ckpt, device=args.device, batch_size=args.batch_size)
     if seg.device.type == "cpu":
         print("running on the CPU (no CUDA GPU in use): big images take a while")
     session = seg.open(image)

@@ -46,41 +46,7 @@ TILE = 1024  # refined labels are written in tiles of 2 x 2 store chunks
 STORE_CHUNK = 512
 
 
-# -- choosing the model and the store -------------------------------------------
-@dataclass(frozen=True)
-class ModelChoice:
-    """What the form says about the model; also the key of a loaded Segmenter.
-
-    ``mode`` and ``global_weights`` matter only for the authors' ``.pth``
-    files (ours record their own mode)."""
-
-    weights: str
-    mode: str = "global2local"
-    global_weights: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 4
-    mtime: float = 0.0  # a rewritten file is loaded again
-
-    def load(self, device: str | None = None, batch_size: int | None = None) -> Segmenter:
-        """Load the checkpoint and place it (seconds: call it off the GUI thread)."""
-        ckpt = load_checkpoint_any(self.weights, self.mode, self.global_weights)
-        return Segmenter(ckpt, device or self.device, self.precision, batch_size or self.batch_size)
-
-
-def load_checkpoint_any(weights: str, mode: str, global_weights: str | None = None):
-    """Our checkpoints know their mode; the authors' files need the form's mode.
-
-    Tries our format first (ignoring ``mode``) and falls back to the
-    authors' layout for ``mode``."""
-    from glnet.checkpoint import load_checkpoint
-
-    try:
-        return load_checkpoint(weights)
-    except GLNetError:
-        return load_checkpoint(weights, mode=mode, global_path=global_weights)
-
-
+# -- choosing the store -------------------------------------------------------------
 def image_identity(source: str | os.PathLike | None, data: Any, name: str = "") -> str:
     """A short key naming an image, for its default label store.
 
@@ -236,8 +202,9 @@ class ViewSession:
 
     @staticmethod
     def _key(seg: Segmenter) -> str:
-        c = seg.checkpoint
-        return f"{c.source}|{seg.mode}|{seg.size_g}|{seg.size_p}|{c.scene_size}|{len(c.classes)}"
+        c, ctf = seg.checkpoint, seg.coarse_to_fine
+        key = f"{c.source}|{seg.mode}|{seg.size_g}|{seg.size_p}|{c.scene_size}|{len(c.classes)}"
+        return key if ctf is None else f"{key}|coarse-to-fine {ctf.margin} {list(ctf.background)}"
 
     def clip(self, region: Region | None) -> Region:
         """``region`` clipped to the image (the whole image for None)."""
@@ -247,9 +214,7 @@ class ViewSession:
         """Continue on another Segmenter (smaller batches, or the CPU after a
         GPU ran out of memory): finished scenes are kept, scenes in progress
         start again (a failed batch may have left them half-updated)."""
-        old = self.scenes
-        self.scenes = SceneSession(segmenter, self.image, old.grid.scene, old.grid.overlap, old.keep_sessions)
-        self.scenes.finished.update(old.finished)
+        self.scenes = self.scenes.on(segmenter)
 
     # -- the overview ------------------------------------------------------------
     def run_overview(self, region: Region | None = None) -> Iterator[int]:
@@ -417,13 +382,11 @@ def overview_placement(step: int, scale: tuple[float, float], translate: tuple[f
 
 
 __all__ = [
-    "ModelChoice",
     "Overview",
     "RefineProgress",
     "ViewSession",
     "default_store_path",
     "image_identity",
-    "load_checkpoint_any",
     "open_store",
     "overview_placement",
 ]

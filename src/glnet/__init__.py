@@ -11,6 +11,7 @@ from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
+from glnet.inference.spec import ModelSpec
 from glnet.metrics import ConfusionMatrix
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "GLNetError",
     "ImageSession",
     "Mode",
+    "ModelSpec",
     "Precision",
     "Progress",
     "Segmentation",

@@ -70,8 +70,8 @@ def test_our_format_round_trips_everything(tmp_path, tiny_models):
         for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(v, w), k
     image = np.random.default_rng(0).integers(0, 255, (150, 140, 3), dtype=np.uint8)
-    a = Segmenter(ckpt, "cpu").segment(image)
-    b = Segmenter(back, "cpu").segment(image)
+    a = Segmenter(ckpt, device="cpu").segment(image)
+    b = Segmenter(back, device="cpu").segment(image)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert not list(tmp_path.glob(".*tmp")), "atomic save leaves no temporary file"
 

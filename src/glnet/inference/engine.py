@@ -147,6 +147,7 @@ class Segmenter:
     def __init__(
         self,
         checkpoint: GLNetCheckpoint,
+        *,
         device: str = "auto",
         precision: Precision | str = Precision.FP32,
         batch_size: int = 4,
@@ -179,6 +180,20 @@ class Segmenter:
         mean = torch.tensor(checkpoint.input_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(checkpoint.input_std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
+
+    def replace(self, *, batch_size: int | None = None, device: str | None = None) -> Segmenter:
+        """The same model with another batch size or on another device (what
+        running out of memory asks for).  It shares this Segmenter's models,
+        moved to the new device: use only the new one from then on."""
+        return Segmenter(
+            self.checkpoint,
+            device=device or str(self.device),
+            precision=self.precision,
+            batch_size=batch_size or self.batch_size,
+            size_g=self.size_g,
+            size_p=self.size_p,
+            coarse_to_fine=self.coarse_to_fine,
+        )
 
     def _place(self, model: GLNet) -> GLNet:
         for name in ("resnet_global", "resnet_local"):

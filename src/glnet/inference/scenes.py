@@ -167,6 +167,17 @@ class SceneSession:
     def shape(self) -> tuple[int, int]:
         return self.grid.height, self.grid.width
 
+    def on(self, segmenter: Segmenter) -> SceneSession:
+        """This session on another Segmenter (smaller batches, or the CPU after
+        running out of memory; see ``glnet.inference.memory``): finished scenes
+        are kept, scenes in progress start again (a failed batch may have left
+        them half-updated).  ``self`` when it is the same Segmenter."""
+        if segmenter is self.seg:
+            return self
+        other = SceneSession(segmenter, self.image, self.grid.scene, self.grid.overlap, self.keep_sessions)
+        other.finished.update(self.finished)
+        return other
+
     def _clip(self, region: Region | None) -> Region:
         return clip(region, self.shape)
 

@@ -107,14 +107,14 @@ def validate(
     ckpt: GLNetCheckpoint,
     data: SegmentationData,
     device: str,
-    precision: str,
+    precision: Precision,
     exclude: tuple[int, ...],
 ) -> float:
     """Validation mIoU with the inference engine, on a copy of the model
     (the Segmenter folds BatchNorm into its models)."""
-    from glnet.inference.engine import Segmenter
+    from glnet.inference.spec import ModelSpec
 
-    seg = Segmenter(copy.deepcopy(ckpt), device=device, precision=precision, batch_size=6)
+    seg = ModelSpec(device=device, precision=precision).place(copy.deepcopy(ckpt))
     cm = ConfusionMatrix(ckpt.config.num_classes)
     for i in range(len(data)):
         image, labels = data.read(i)
