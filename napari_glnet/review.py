@@ -36,6 +36,7 @@ from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.geometry import Region
 from glnet.store.labelstore import LabelStore
+from napari_glnet.workers import notify
 
 if TYPE_CHECKING:
     import napari
@@ -52,15 +53,6 @@ UNDO_ACCEPT_KEY = "Shift+U"
 """Undo the last accepted region in the store (Ctrl+Z stays napari's brush-stroke undo)."""
 MAX_EDIT_PIXELS = 8192 * 8192
 """Largest region copied into the in-memory edit layer: zoom in for more."""
-
-
-def notify(kind: str, message: str) -> None:
-    """One napari notification: kind is "error", "warning" or "info"."""
-    from napari.utils import notifications
-
-    {"error": notifications.show_error, "warning": notifications.show_warning}.get(kind, notifications.show_info)(
-        message
-    )
 
 
 def find_store_layer(viewer: napari.Viewer, store: LabelStore) -> Labels | None:
