@@ -16,7 +16,7 @@ What it listens to:
 * a right-click without drag on the canvas (``viewer.mouse_drag_callbacks``,
   since napari has no canvas context menu): "Segment region here",
   "Segment visible view", "Segment selected rectangle", "Mark region reviewed";
-* keys: ``KEYS`` below.  ``RESERVED_KEYS`` are left for the review side.
+* keys: ``KEYS`` below.  ``RESERVED_KEYS`` are the review side's.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
 from .layers import camera, level0, to_data, visible_region
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY
 from .session import (
     Overview,
     RefineProgress,
@@ -56,7 +57,8 @@ log = logging.getLogger(__name__)
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
-RESERVED_KEYS = {"accept": "Shift-J", "next_class": "Shift-N"}  # for the review side; also free
+# what the review side binds (napari_glnet.review): this side leaves them alone
+RESERVED_KEYS = {"accept": ACCEPT_KEY, "next_class": NEXT_CLASS_KEY, "undo_accept": UNDO_ACCEPT_KEY}
 DEBOUNCE_MS = 300
 MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag

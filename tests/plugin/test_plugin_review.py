@@ -180,6 +180,7 @@ def test_whole_image_counts_in_a_worker(session, scene, qtbot, monkeypatch):
     edited[:64, :64] = review.edit_layer.data
     with qtbot.waitSignal(panel.updated, timeout=10000):
         panel.refresh_now()
+        assert panel._worker is not None, "the count went to a worker thread, not the GUI thread"
     assert_table_shows(panel, expected_iou(truth, edited))
 
 

@@ -287,17 +287,24 @@ def test_panning_with_auto_refine_retargets_the_work_to_the_new_view(widget, qtb
     assert not ctl.running  # auto-refine off: the camera alone starts nothing
 
 
-def test_keys_are_bound_free_in_napari_and_documented(widget):
+def test_keys_are_bound_free_in_napari_and_documented(widget, tmp_path):
     from app_model.types import KeyBinding
     from napari.utils.shortcuts import default_shortcuts
 
     from napari_glnet.controller import KEYS, RESERVED_KEYS
+    from napari_glnet.review import ReviewController
 
     napari_keys = {str(k) for keys in default_shortcuts.values() for k in keys}
     ours = [k.replace("-", "+") for k in (*KEYS.values(), *RESERVED_KEYS.values())]
     assert not napari_keys & set(ours) and len(set(ours)) == len(ours)
+    viewer = widget.viewer
     for key in KEYS.values():
-        assert KeyBinding.from_str(key.replace("-", "+")) in widget.viewer.keymap
+        assert KeyBinding.from_str(key.replace("-", "+")) in viewer.keymap
+    before = set(viewer.keymap)
+    review = ReviewController(viewer, LabelStore.create(tmp_path / "s.zarr", (64, 64), ClassTable.default(5)))
+    bound = set(viewer.keymap) - before
+    assert bound == {KeyBinding.from_str(k.replace("-", "+")) for k in RESERVED_KEYS.values()}
+    review.close()
     assert KEYS["segment_view"] in widget.segment_button.tooltip and KEYS["cancel"] in widget.cancel_button.tooltip
     assert "CPU" in widget.note.value and not widget.note.native.isHidden()  # the CPU warning is on show
 
