@@ -10,7 +10,8 @@ from glnet.classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
 from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
+from glnet.inference.engine import ImageSession, Progress, Segmenter
+from glnet.inference.results import Segmentation
 from glnet.inference.spec import ModelSpec
 from glnet.metrics import ConfusionMatrix
 

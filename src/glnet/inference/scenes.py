@@ -27,7 +27,8 @@ import numpy as np
 
 from glnet.errors import GLNetError
 from glnet.geometry import Region, clip, intersect, shift
-from glnet.inference.engine import ImageSession, PatchResults, Progress, Segmentation, Segmenter
+from glnet.inference.engine import ImageSession, Progress, Segmenter
+from glnet.inference.results import PatchResults, Segmentation
 
 log = logging.getLogger(__name__)
 

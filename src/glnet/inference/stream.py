@@ -29,7 +29,8 @@ import numpy as np
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
 from glnet.geometry import Region, intersect, shift
-from glnet.inference.engine import PatchResults, Segmentation, Segmenter
+from glnet.inference.engine import Segmenter
+from glnet.inference.results import PatchResults, Segmentation
 from glnet.inference.scenes import SceneGrid, SceneSession, blend
 from glnet.inference.spec import ModelSpec
 from glnet.store.labelstore import LabelStore

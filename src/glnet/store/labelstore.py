@@ -18,6 +18,11 @@ change are saved (with a copy of ``state.json``) before the first chunk is
 touched, and a marker file makes the journal valid. If the process dies before
 the journal is removed, the next :meth:`LabelStore.open` puts the old contents
 back, so a store is never left half-written.
+
+Long because a write is one transaction: the level writes, the journal that
+makes them crash-safe, the undo data and the edit log share the store's
+lock, levels and state file, and each step's order matters to the others;
+split apart, every part would reach into the rest.
 """
 
 from __future__ import annotations
