@@ -1,6 +1,6 @@
 """Reviewing a label store in napari: edit a region, accept it, undo it.
 
-The authoritative labels live in a :class:`glnet.labelstore.LabelStore`
+The authoritative labels live in a :class:`glnet.store.labelstore.LabelStore`
 (OME-Zarr on disk) and are shown as a read-only multiscale Labels layer
 (napari cannot paint on multiscale data).  To correct a region, its level-0
 labels are copied into a small in-memory Labels layer, "GLNet edit", laid
@@ -34,7 +34,9 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.store.labelstore import LabelStore, Region
+from glnet.geometry import Region
+from glnet.store.labelstore import LabelStore
+from napari_glnet.workers import notify
 
 if TYPE_CHECKING:
     import napari
@@ -51,15 +53,6 @@ UNDO_ACCEPT_KEY = "Shift+U"
 """Undo the last accepted region in the store (Ctrl+Z stays napari's brush-stroke undo)."""
 MAX_EDIT_PIXELS = 8192 * 8192
 """Largest region copied into the in-memory edit layer: zoom in for more."""
-
-
-def notify(kind: str, message: str) -> None:
-    """One napari notification: kind is "error", "warning" or "info"."""
-    from napari.utils import notifications
-
-    {"error": notifications.show_error, "warning": notifications.show_warning}.get(kind, notifications.show_info)(
-        message
-    )
 
 
 def find_store_layer(viewer: napari.Viewer, store: LabelStore) -> Labels | None:

@@ -51,11 +51,11 @@ def stream_prepare(cfg: dict):
     import torch
 
     import glnet.io.readers  # noqa: F401  (imported once, not in every child)
-    from glnet.inference.stream import ModelSpec
+    from glnet.inference.stream import ModelSpec, _cached_segmenter
 
     torch.set_num_threads(1)
     spec = ModelSpec(**cfg["spec"])
-    spec.segmenter()
+    _cached_segmenter(spec)  # the process's model, as a dask worker keeps it: every child inherits it
     return spec
 
 

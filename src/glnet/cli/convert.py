@@ -9,7 +9,8 @@ from pathlib import Path
 from glnet.cli import options
 from glnet.cli.common import progress_bar
 from glnet.errors import GLNetError
-from glnet.io.pyramid import level_shapes, write_ome_zarr
+from glnet.geometry import level_shapes
+from glnet.io.pyramid import write_ome_zarr
 from glnet.outputs import refuse_overlap
 
 EXAMPLES = """examples:

@@ -30,18 +30,19 @@ import torch
 from PIL import Image
 
 from glnet.checkpoint import GLNetCheckpoint
+from glnet.constants import Precision
 from glnet.errors import GLNetError
+from glnet.geometry import Region, clip
 from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
 from glnet.inference.coarse import nearest_index as _nearest_index
 from glnet.inference.grid import PatchGrid
+from glnet.inference.results import PatchResults, Segmentation, label_dtype
 from glnet.model import EnsembleHead, GLNet, GlobalContext
 from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
 from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
 
 log = logging.getLogger(__name__)
-
-Region = tuple[int, int, int, int]  # top, left, bottom, right (half-open, pixels)
 
 
 @dataclass(frozen=True)
@@ -53,26 +54,10 @@ class Progress:
     total: int
 
 
-@dataclass
-class Segmentation:
-    """A region's result: mean logits over overlapping patches and labels."""
-
-    region: Region
-    logits: (
-        np.ndarray
-    )  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
-    labels: np.ndarray  # uint8 (h, w) class indices at full resolution
-    patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
-
-
 def _logit_size(patch: int) -> int:
     """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
     after_conv = -(-patch // 2)
     return -(-after_conv // 2)
-
-
-def _label_dtype(num_classes: int) -> type:
-    return np.uint8 if num_classes <= 256 else np.uint16
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -82,59 +67,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
     return image
-
-
-@dataclass
-class PatchResults:
-    """Per-patch 1/4-scale logits of an image and how they compose into a
-    full-resolution result: nearest upsampling to the patch, mean where
-    patches overlap, argmax of the sum (the reference's arithmetic).
-
-    Plain arrays only, so it pickles (dask workers return it) and saves."""
-
-    size: tuple[int, int]  # image height, width (unpadded)
-    origins: list[tuple[int, int]]  # top-left of each patch
-    patch: tuple[int, int]  # patch height, width (global mode: the padded image)
-    logits: np.ndarray  # float32 (n, C, h, w), one per origin
-    skipped: np.ndarray | None = None  # bool (n,): coarse-to-fine filled these from the global prediction
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[1]
-
-    def covers(self, region: Region) -> bool:
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        covered = np.zeros((bottom - top, right - left), bool)
-        for t, l in self.origins:
-            y0, y1, x0, x1 = max(t, top), min(t + ph, bottom), max(l, left), min(l + pw, right)
-            if y0 < y1 and x0 < x1:
-                covered[y0 - top : y1 - top, x0 - left : x1 - left] = True
-        return bool(covered.all())
-
-    def result(self, region: Region) -> Segmentation:
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        rows_of = _nearest_index(self.logits.shape[2], ph)
-        cols_of = _nearest_index(self.logits.shape[3], pw)
-        canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
-        count = np.zeros((bottom - top, right - left), np.float32)
-        skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
-        n_skipped = 0
-        for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
-            y0, y1 = max(t, top), min(t + ph, bottom)
-            x0, x1 = max(l, left), min(l + pw, right)
-            if y0 >= y1 or x0 >= x1:
-                continue
-            n_skipped += int(skip)
-            up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
-            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
-            count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
-        if not count.all():
-            raise GLNetError(f"region {region} is not covered by the computed patches")
-        labels = canvas.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
-        canvas /= count
-        return Segmentation(region, canvas, labels, n_skipped)
 
 
 class Segmenter:
@@ -147,8 +79,9 @@ class Segmenter:
     def __init__(
         self,
         checkpoint: GLNetCheckpoint,
+        *,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: Precision | str = Precision.FP32,
         batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
@@ -156,14 +89,13 @@ class Segmenter:
     ):
         """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
-        ``glnet.coarse``); it changes nothing in mode global."""
+        ``glnet.inference.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {batch_size}")
         self.checkpoint = checkpoint
         self.mode = checkpoint.mode
         self.device = resolve_device(device)
-        self.precision = precision
-        autocast(self.device, precision)  # validates the name
+        self.precision = Precision.parse(precision)
         warn_slow_precision(self.device, precision)
         self.batch_size = batch_size
         self.size_g = size_g or checkpoint.size_g
@@ -180,6 +112,20 @@ class Segmenter:
         mean = torch.tensor(checkpoint.input_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(checkpoint.input_std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
+
+    def replace(self, *, batch_size: int | None = None, device: str | None = None) -> Segmenter:
+        """The same model with another batch size or on another device (what
+        running out of memory asks for).  It shares this Segmenter's models,
+        moved to the new device: use only the new one from then on."""
+        return Segmenter(
+            self.checkpoint,
+            device=device or str(self.device),
+            precision=self.precision,
+            batch_size=batch_size or self.batch_size,
+            size_g=self.size_g,
+            size_p=self.size_p,
+            coarse_to_fine=self.coarse_to_fine,
+        )
 
     def _place(self, model: GLNet) -> GLNet:
         for name in ("resnet_global", "resnet_local"):
@@ -265,7 +211,7 @@ class ImageSession:
         g = self.global_logits()
         r = _nearest_index(g.shape[1], self.padded_size[0])[np.asarray(rows)]
         c = _nearest_index(g.shape[2], self.padded_size[1])[np.asarray(cols)]
-        return g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(r, c)]
+        return g.argmax(0).numpy().astype(label_dtype(self.num_classes))[np.ix_(r, c)]
 
     def _patches(self, indices: list[int]) -> torch.Tensor:
         p = self.seg.size_p
@@ -384,14 +330,7 @@ class ImageSession:
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
-        if region is None:
-            return 0, 0, self.height, self.width
-        top, left, bottom, right = (int(v) for v in region)
-        top, left = max(0, top), max(0, left)
-        bottom, right = min(self.height, bottom), min(self.width, right)
-        if bottom <= top or right <= left:
-            raise GLNetError(f"region {region} does not overlap the {self.height}x{self.width} image")
-        return top, left, bottom, right
+        return clip(region, (self.height, self.width))
 
     def result(self, region: Region | None = None) -> Segmentation:
         """Mean logits and labels inside ``region`` (run() must have finished)."""

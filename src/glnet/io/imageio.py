@@ -1,6 +1,6 @@
 """Reading a whole image into memory, for images up to tens of megapixels.
 
-Huge images are read lazily, by region, through ``glnet.readers``; this is
+Huge images are read lazily, by region, through ``glnet.io.readers``; this is
 the same reader with everything decoded at once.
 """
 
@@ -12,7 +12,8 @@ import numpy as np
 
 from glnet.errors import GLNetError
 from glnet.io.budget import check_decode
-from glnet.io.readers import MAX_PIXELS, open_image
+from glnet.io.pil import MAX_PIXELS
+from glnet.io.readers import open_image
 
 READ_WHOLE_HINT = (
     "this needs the whole image in memory: use a smaller image, or a command that streams (glnet segment -o OUT.zarr)"
@@ -21,7 +22,7 @@ READ_WHOLE_HINT = (
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of a JPEG, PNG, TIFF or (OME-)Zarr image,
-    with the pixel rules of ``glnet.readers`` (16-bit // 257, alpha dropped,
+    with the pixel rules of ``glnet.io.lazy`` (16-bit // 257, alpha dropped,
     grey replicated)."""
     pyramid = open_image(path, flat_limit=MAX_PIXELS)
     try:
