@@ -312,7 +312,7 @@ def test_a_full_disk_while_streaming_leaves_an_incomplete_store_that_resumes(cor
 def segment_to_store_reference(corpus: Path, tmp_path: Path) -> np.ndarray:
     from glnet.inference.stream import ModelSpec
 
-    spec = ModelSpec(str(corpus / "tiny.glnet.pt"), device="cpu")
+    spec = ModelSpec(weights=str(corpus / "tiny.glnet.pt"), device="cpu")
     store = segment_to_store(spec, corpus / "image.png", tmp_path / "ref.zarr", scene_size=96, overlap=16)
     labels = store.read()
     store.close()

@@ -182,14 +182,14 @@ STREAM = {"overlap": 32, "chunk": 128, "scene_size": 256}
 
 @pytest.fixture(scope="module")
 def stream_setup(tmp_path_factory):
-    """A small, fast model (a narrow ResNet-18) and a 520 x 200 image: 3 scenes,
+    """A small, fast model (a narrow ResNet-18) and a 520 x 100 image: 3 scenes,
     3 blocks, 2 store levels."""
     d = tmp_path_factory.mktemp("stream")
     model = seeded_weights(GLNet(GLNetConfig(5, "resnet18", 16, 8)), 1)
     ckpt = d / "tiny.glnet.pt"
     save_checkpoint(GLNetCheckpoint("global2local", model, ClassTable.default(5), None, 64, 64, scene_size=128), ckpt)
     image = d / "image.tif"
-    tifffile.imwrite(image, structured_image(520, 200, seed=5), tile=(128, 128), photometric="rgb")
+    tifffile.imwrite(image, structured_image(520, 100, seed=5), tile=(128, 128), photometric="rgb")
     spec = {"weights": str(ckpt), "device": "cpu", "batch_size": 32, "threads": 1}
     reference = segment_to_store(ModelSpec(**spec), image, d / "reference.zarr", **STREAM)
     levels = [np.asarray(a[...]) for a in reference.levels]
