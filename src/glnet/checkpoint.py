@@ -280,12 +280,12 @@ def _field(obj: dict, key: str, default: int, path, low: int, high: int) -> int:
 def _triple(inp, key: str, default: float, path) -> tuple[float, float, float]:
     value = inp.get(key, (default,) * 3) if isinstance(inp, dict) else None
     try:
-        out = tuple(float(v) for v in value)
+        out = [float(v) for v in value]  # type: ignore[union-attr]  # None and non-sequences land in except
     except (TypeError, ValueError):
-        out = ()
+        out = []
     if len(out) != 3 or not all(math.isfinite(v) for v in out) or (key == "std" and 0.0 in out):
         raise GLNetError(f"{path}: checkpoint field input.{key} must be three finite numbers, got {value!r}")
-    return out  # type: ignore[return-value]
+    return out[0], out[1], out[2]
 
 
 def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool = False) -> None:
@@ -294,7 +294,7 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
     ``half`` stores floating weights as fp16 (for shipping small models);
     they are loaded back as fp32."""
 
-    if getattr(ckpt.model, "inference_only", False):
+    if ckpt.model.inference_only:
         raise GLNetError(
             "this checkpoint's model was converted for inference by a Segmenter; save a freshly loaded one"
         )

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from glnet.cli import options
 from glnet.constants import Mode, Precision
 from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import Progress, Segmenter
+from glnet.inference.engine import Segmenter
 from glnet.inference.memory import Fallback, with_memory_fallback
+from glnet.inference.results import Progress
 from glnet.inference.spec import ModelSpec
 
 log = logging.getLogger("glnet")

@@ -15,7 +15,8 @@ from glnet.atomic import atomic_write
 from glnet.cli import options
 from glnet.cli.common import add_model_args, model_spec, progress_bar, run_with_progress
 from glnet.errors import GLNetError, describe_os_error, os_error_reason
-from glnet.inference.engine import Progress, Segmenter
+from glnet.inference.engine import Segmenter
+from glnet.inference.results import Progress
 from glnet.io.budget import check_decode
 from glnet.outputs import all_or_none, check_new_file, refuse_overlap
 

@@ -17,10 +17,12 @@ def mix(h: np.ndarray) -> np.ndarray:
         return h ^ (h >> np.uint32(16))
 
 
-def hash_ints(seed: int, salt: int, a: np.ndarray, b: np.ndarray | int = 0, c: np.ndarray | int = 0) -> np.ndarray:
+def hash_ints(
+    seed: int, salt: int, a: np.ndarray | int, b: np.ndarray | int = 0, c: np.ndarray | int = 0
+) -> np.ndarray:
     """A uint32 hash of integer coordinates: the only source of randomness in a scene."""
     key = (seed * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF
-    h = (np.asarray(a, np.int64) & 0xFFFFFFFF).astype(np.uint32) ^ np.uint32(key)
+    h: np.ndarray = (np.asarray(a, np.int64) & 0xFFFFFFFF).astype(np.uint32) ^ np.uint32(key)
     h = mix(h) ^ (np.asarray(b, np.int64) & 0xFFFFFFFF).astype(np.uint32)
     h = mix(h)
     if not (isinstance(c, int) and c == 0):

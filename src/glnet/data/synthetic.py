@@ -243,8 +243,8 @@ class SyntheticScene:
         """Per-field properties, one entry per (column, row) cell the tile touches."""
         cu = np.arange(int(fcol.min()), int(fcol.max()) + 1)
         cv = np.arange(int(frow.min()), int(frow.max()) + 1)
-        gu, gv = np.meshgrid(cu, cv)
-        gu, gv = gu.ravel(), gv.ravel()
+        grid_u, grid_v = np.meshgrid(cu, cv)
+        gu, gv = grid_u.ravel(), grid_v.ravel()
         h = hash_ints(self.seed, _S_FIELD, gu, gv)
         # The field's centre in image coordinates decides whether it is farmland.
         cu_c, cv_c = (gu + 0.5) * FIELD_SIZE[0], (gv + 0.5) * FIELD_SIZE[1]

@@ -93,7 +93,7 @@ def write_scene(
         raise GLNetError(f"{image_path}: unsupported image type {image_path.suffix!r}; use .tif, .tiff, .png or .jpg")
     mask_path = None if mask_path is None else Path(mask_path)
     mask_suffix = None if mask_path is None else mask_path.suffix.lower()
-    if mask_suffix not in (None, ".png", ".tif", ".tiff"):
+    if mask_path is not None and mask_suffix not in (".png", ".tif", ".tiff"):
         raise GLNetError(f"{mask_path}: unsupported mask type {mask_path.suffix!r}; use .png (colour) or .tif (index)")
     pixels = height * width
     in_memory = suffix not in (".tif", ".tiff")
@@ -138,7 +138,7 @@ def write_scene(
                     compression,
                     workdir,
                 )
-        if labels_full is not None:
+        if labels_full is not None and mask_path is not None:
             write_label(mask_path, labels_full, color=True)
         elif mask_path is not None:
             strips = _raw_strips(workdir / "labels.raw", (height, width), TIFF_TILE)
@@ -176,12 +176,6 @@ def _write_pyramid(
 ) -> None:
     """Write level 0 from ``strips``, then each level from the raw file the level above left behind."""
     h, w = shapes[0]
-    options = {
-        "tile": (TIFF_TILE, TIFF_TILE),
-        "dtype": np.uint8,
-        "photometric": "rgb",
-        "compression": compression,
-    }
     try:
         with atomic_write(path) as f, tifffile.TiffWriter(f, bigtiff=h * w * 3 > 2**31) as tw:
             for level, shape in enumerate(shapes):
@@ -190,8 +184,16 @@ def _write_pyramid(
                     on_strip = None if last else (lambda s, sink=sink: sink.write(halve(s).tobytes()))
                     if level > 0:
                         strips = _raw_strips(workdir / f"level{level}.raw", (*shape, 3), 2 * TIFF_TILE)
-                    extra = {"subifds": len(shapes) - 1} if level == 0 else {"subfiletype": 1}
-                    tw.write(_tiles(strips, on_strip), shape=(*shape, 3), **options, **extra)
+                    tw.write(
+                        _tiles(strips, on_strip),
+                        shape=(*shape, 3),
+                        tile=(TIFF_TILE, TIFF_TILE),
+                        dtype=np.uint8,
+                        photometric="rgb",
+                        compression=compression,
+                        subifds=len(shapes) - 1 if level == 0 else None,  # level 0 holds the others
+                        subfiletype=1 if level > 0 else None,  # a reduced-resolution image
+                    )
                 if level > 0:
                     (workdir / f"level{level}.raw").unlink()
     except (ValueError, KeyError) as exc:  # e.g. an unknown codec name

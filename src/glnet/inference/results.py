@@ -1,5 +1,5 @@
-"""What segmenting a region gives: a ``Segmentation`` (mean logits and
-labels), and ``PatchResults``, the compact per-patch logits an image's
+"""What segmenting gives: ``Progress`` while it runs, a ``Segmentation`` (mean
+logits and labels) of a region, and ``PatchResults``, the compact per-patch logits an image's
 result is composed from.
 
 ``PatchResults`` is plain arrays, so a finished scene pickles (dask workers
@@ -17,6 +17,15 @@ import numpy as np
 from glnet.errors import GLNetError
 from glnet.geometry import Region
 from glnet.inference.coarse import nearest_index as _nearest_index
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after each unit of work; ``done``/``total`` count patches."""
+
+    stage: str  # "global", "local", "refine"
+    done: int
+    total: int
 
 
 @dataclass
@@ -88,4 +97,4 @@ class PatchResults:
         return Segmentation(region, canvas, labels, n_skipped)
 
 
-__all__ = ["PatchResults", "Segmentation", "label_dtype"]
+__all__ = ["PatchResults", "Progress", "Segmentation", "label_dtype"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import zarr
+from zarr.storage import LocalStore
 
 from glnet.atomic import fsync_dir, fsync_file
 
@@ -15,7 +16,10 @@ Region = tuple[int, int, int, int]
 def chunk_files(array: zarr.Array, region: Region) -> list[Path]:
     """The files of the chunks of a local zarr ``array`` that ``region`` touches
     (some may not exist: zarr writes no file for a chunk of fill values)."""
-    root = Path(array.store_path.store.root) / array.store_path.path
+    store = array.store_path.store
+    if not isinstance(store, LocalStore):
+        raise TypeError(f"chunk files exist only for a local store, not {type(store).__name__}")
+    root = Path(store.root) / array.store_path.path
     ch, cw = array.chunks
     t, l, b, r = region
     return [

@@ -79,11 +79,15 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
     quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
     wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
     bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
-    best = None
+    best = np.zeros(quads[0].shape, wide)
     for i, q in enumerate(quads):
-        votes = sum((q == other).astype(wide) for j, other in enumerate(quads) if j != i)
-        key = (votes << bits) | (top - q.astype(wide))  # more votes first, then the smaller class
-        best = key if best is None else np.maximum(best, key)
+        votes = np.zeros(q.shape, wide)
+        for j, other in enumerate(quads):
+            if j != i:
+                votes += q == other
+        rank: np.ndarray = top - q.astype(wide)  # the smaller class ranks higher
+        key = (votes << bits) | rank  # more votes first, then the smaller class
+        best = np.maximum(best, key)
     return (top - (best & top)).astype(labels.dtype)
 
 
@@ -103,7 +107,7 @@ def _write_json(path: Path, data: Any) -> None:
         f.write(json.dumps(data, indent=1).encode())
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
 
@@ -123,7 +127,7 @@ def _changes(old: np.ndarray, new: np.ndarray, n_classes: int) -> dict[str, int]
     diff = old != new
     code = old[diff].astype(np.int64) * n_classes + new[diff]
     values, counts = np.unique(code, return_counts=True)
-    return {f"{v // n_classes}->{v % n_classes}": int(c) for v, c in zip(values.tolist(), counts.tolist())}
+    return {f"{int(v) // n_classes}->{int(v) % n_classes}": int(c) for v, c in zip(values, counts)}
 
 
 # -- the store -----------------------------------------------------------------
@@ -144,17 +148,18 @@ class LabelStore:
         self.name = name
         self._group = group
         self._mode = mode
-        self._levels = [group[d["path"]] for d in _datasets(group)]
+        self._levels = [_array(group, d["path"]) for d in _datasets(group)]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
-        self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
+        h, w = self._levels[0].shape
+        self.shape = (int(h), int(w))
         self.chunk = int(self._levels[0].chunks[0])
+        self._release: weakref.finalize | None = None
         if mode == "r+":
             self._lock = writer_lock.acquire(path)
             self._release = weakref.finalize(self, writer_lock.release, path)
         else:
             self._lock = threading.RLock()
-            self._release = None
 
     def close(self) -> None:
         """Give back the writer lock (a read-only store holds nothing)."""
@@ -238,7 +243,10 @@ class LabelStore:
             raise GLNetError(f"label store not found: {path}")
         try:
             labels = zarr.open_group(path / "labels", mode="r" if mode == "r" else "r+")
-            names = list(labels.attrs.get("ome", labels.attrs).get("labels", []))
+            attrs = labels.attrs.asdict()
+            ome = attrs.get("ome")
+            listed = (ome if isinstance(ome, dict) else attrs).get("labels", [])
+            names = [str(n) for n in listed] if isinstance(listed, list) else []
         except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
             raise GLNetError(f"{path} is not a label store (no OME-Zarr labels group): {exc}") from None
         if not names:
@@ -256,6 +264,8 @@ class LabelStore:
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
+            if not isinstance(group, zarr.Group):
+                raise GLNetError("it is an array, not a group")
             _datasets(group)
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
@@ -298,11 +308,11 @@ class LabelStore:
 
     def reviewed_regions(self) -> list[Region]:
         """Regions someone marked as checked (ready for training)."""
-        return [tuple(e["region"]) for e in self._load_state()["reviewed"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["reviewed"]]
 
     def corrected_regions(self) -> list[Region]:
         """Regions of the recorded edits (where the model was corrected)."""
-        return [tuple(e["region"]) for e in self._load_state()["edits"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["edits"]]
 
     # -- writing ------------------------------------------------------------------
     def write(
@@ -367,7 +377,7 @@ class LabelStore:
                 )
             with np.load(undo_file) as z:
                 old = z["labels"]
-            region: Region = tuple(entry["region"])  # type: ignore[assignment]
+            region = as_region(entry["region"])
             around, current = self._read_around(region)
             self._transaction(region, old, around, current, undo=entry)
             log.info("undid edit %s in %s", entry["id"], entry["region"])
@@ -587,6 +597,13 @@ def _new_label_image(path: Path, root: zarr.Group, shape, classes: ClassTable, n
     }
     _write_json(glnet_dir / "state.json", state)
     return group
+
+
+def _array(group: zarr.Group, key: str) -> zarr.Array:
+    node = group[key]
+    if not isinstance(node, zarr.Array):
+        raise GLNetError(f"level {key!r} of {group.name} is not an array")
+    return node
 
 
 def _datasets(group: zarr.Group) -> list[dict]:

@@ -168,6 +168,7 @@ def finetune(
         miou_before,
     )
     stopped, epochs = False, config.epochs
+    best: Path | None
     try:
         best = train(train_config, on_batch, should_stop)
     except TrainingStopped as stop:
