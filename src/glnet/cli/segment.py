@@ -91,13 +91,25 @@ def _parse_region(text: str | None) -> tuple[int, int, int, int] | None:
     return top, left, bottom, right
 
 
+def _check_result_fits(image_path: Path, shape: tuple[int, int], region, classes: int) -> None:
+    """A .png/.tif result is held whole, with its class scores: it must fit the decode budget."""
+    t, l, b, r = region or (0, 0, *shape)
+    h, w = max(0, min(b, shape[0]) - max(t, 0)), max(0, min(r, shape[1]) - max(l, 0))
+    check_decode(
+        image_path,
+        h * w * (8 * classes + 1),
+        f"the class scores of a {w} x {h} px result",
+        "write a label store instead (-o OUT.zarr), which streams scene by scene, or pass --region",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     image_path, out = Path(args.image), Path(args.output)
     if out.suffix.lower() == ".zarr":
         return _to_store(args, image_path, out)
     from glnet.inference.scenes import SceneSession
     from glnet.io.labels import write_label
-    from glnet.io.readers import open_image
+    from glnet.io.readers import image_size, open_image
 
     logits_path = Path(args.logits) if args.logits else None
     refuse_overlap(
@@ -112,16 +124,12 @@ def run(args: argparse.Namespace) -> int:
         if logits_path.suffix != ".npy":
             raise GLNetError(f"--logits {logits_path} must end in .npy")
     region = _parse_region(args.region)
-    image = open_image(image_path).levels[0]
     seg = model_spec(args).load()
-    t, l, b, r = region or (0, 0, *image.shape[:2])
-    h, w = max(0, min(b, image.shape[0]) - max(t, 0)), max(0, min(r, image.shape[1]) - max(l, 0))
-    check_decode(  # a .png/.tif result is held whole, with its class scores
-        image_path,
-        h * w * (8 * len(seg.checkpoint.classes) + 1),
-        f"the class scores of a {w} x {h} px result",
-        "write a label store instead (-o OUT.zarr), which streams scene by scene, or pass --region",
-    )
+    size = image_size(image_path)
+    if size is not None:  # from the header: refuse before decoding (or converting) a huge image
+        _check_result_fits(image_path, size, region, len(seg.checkpoint.classes))
+    image = open_image(image_path).levels[0]
+    _check_result_fits(image_path, image.shape[:2], region, len(seg.checkpoint.classes))
     scenes = SceneSession(seg, image, args.scene_size, args.overlap)
     desc = f"{seg.mode} {image_path.name}"
     if len(scenes.grid) == 1:  # the core engine on the whole image (global mode: --logits are the global map)

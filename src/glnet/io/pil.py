@@ -32,6 +32,13 @@ def _pil_open(path: Path):
         Image.MAX_IMAGE_PIXELS = old
 
 
+def header_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the header, nothing decoded."""
+    with _pil_open(path) as im:
+        w, h = im.size
+    return h, w
+
+
 def _pil_bytes(im) -> int:
     """What decoding ``im`` whole takes at its peak: PIL's copy and NumPy's."""
     w, h = im.size

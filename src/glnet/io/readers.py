@@ -24,6 +24,28 @@ from glnet.io.tiff import TIFF_SUFFIXES, open_tiff
 IMAGE_SUFFIXES = (*PIL_SUFFIXES, *TIFF_SUFFIXES, ".zarr")  # what open_image reads (a .zarr is a folder)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from a JPEG/PNG/TIFF header alone, so a command can refuse
+    an image before decoding or converting it; None where the header does not
+    say (or cannot be read: :func:`open_image` then names the problem)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in PIL_SUFFIXES and path.is_file():
+            from glnet.io.pil import header_size
+
+            return header_size(path)
+        if suffix in TIFF_SUFFIXES and path.is_file():
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return int(series.shape[series.axes.index("Y")]), int(series.shape[series.axes.index("X")])
+    except Exception:  # damaged or not an image: open_image says so in one line
+        return None
+    return None
+
+
 def open_image(
     path: str | os.PathLike,
     *,

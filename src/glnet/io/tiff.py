@@ -137,12 +137,15 @@ def open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid:
         log.info("%s: pyramidal TIFF with %d levels", path, len(levels))
         return ImagePyramid(extend_levels(levels), pixel_size, unit, src, [tif])
     h, w = levels[0].shape[:2]
-    if h * w <= flat_limit:
-        return ImagePyramid(lazy_levels(levels[0]), pixel_size, unit, src, [tif])
-    # big and flat: build the pyramid once, streaming level 0 (see open_image)
     huge_chunk = int(np.prod(natives[0])) > BIG_NATIVE_CHUNK
-    if huge_chunk:  # one strip covers most of the image: decoded whole, once
+    if huge_chunk:  # one strip covers most of the image: decoded whole, once (read by regions, every region decodes it)
         check_decode(path, 2 * h * w * 3, f"the whole {w} x {h} px image (stored as one strip)")
+    if h * w <= flat_limit:
+        level0 = levels[0]
+        if huge_chunk:
+            level0 = da.from_array(level0.compute(), chunks=(DASK_CHUNK, DASK_CHUNK, 3))
+        return ImagePyramid(lazy_levels(level0), pixel_size, unit, src, [tif])
+    # big and flat: build the pyramid once, streaming level 0 (see open_image)
 
     def decode():
         return levels[0].compute() if huge_chunk else levels[0]
