@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -33,15 +34,61 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise GLNetError(f"unknown device {name!r}: use auto, cpu or cuda") from None
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (x86 ``flags``, Arm ``Features``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU has bf16 arithmetic (AVX512-BF16, AMX-BF16, Arm BF16) for oneDNN to use.
+
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` alone is not the test:
+    it is also True on AVX-512 CPUs without bf16 instructions (Ice Lake,
+    Skylake), where oneDNN emulates bf16 and a 3x3 conv runs 3-4x slower
+    than in fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and bool(
+        _cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"}
+    )
+
+
+def cpu_has_native_fp16() -> bool:
+    """True where the CPU has fp16 arithmetic (AVX512-FP16, AMX-FP16) for oneDNN to use."""
+    return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported()) and bool(_cpu_flags() & {"avx512_fp16", "amx_fp16"})
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The precision to run in: ``precision`` itself, or for ``"auto"`` bf16
+    where the device computes it natively (a CUDA GPU with bf16, a CPU with
+    AVX512-BF16/AMX) and fp32 elsewhere.  fp32 is the only precision whose
+    labels equal the reference evaluation's; bf16 agrees on about 99.6% of
+    pixels (docs/benchmarks.md)."""
+    if precision != "auto":
+        autocast(device, precision)  # validates the name
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and cpu_has_native_bf16()
+    choice = "bf16" if native else "fp32"
+    log.info(
+        "precision auto: %s (%s)", choice, "native bf16 on this device" if native else "no native bf16 on this device"
+    )
+    return choice
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision for the convolutions; fp32 is a no-op."""
     if precision not in PRECISIONS:
-        raise GLNetError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise GLNetError(f"unknown precision {precision!r}: use auto or one of {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
@@ -49,11 +96,16 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def warn_slow_precision(device: torch.device, precision: str) -> None:
-    if device.type == "cpu" and precision != "fp32" and not cpu_has_fast_bf16():
+    """Warn where bf16/fp16 would be emulated on this CPU, i.e. slower than fp32."""
+    if device.type != "cpu" or precision == "fp32":
+        return
+    native = cpu_has_native_bf16() if precision == "bf16" else cpu_has_native_fp16()
+    if not native:
         log.warning(
-            "%s on this CPU is emulated (no AVX512-BF16/AMX) and runs several times slower than fp32; "
-            "use --precision fp32 here, or a GPU",
+            "%s on this CPU is emulated (no %s instructions) and runs several times slower than fp32; "
+            "use --precision fp32 or auto here, or a GPU",
             precision,
+            "AVX512-BF16/AMX" if precision == "bf16" else "AVX512-FP16/AMX-FP16",
         )
 
 

@@ -38,7 +38,13 @@ from glnet.inference.grid import PatchGrid
 from glnet.model import EnsembleHead, GLNet, GlobalContext
 from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
-from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
+from glnet.runtime import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+    return_freed_memory_promptly,
+    warn_slow_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +204,10 @@ class Segmenter:
         size_p: int | None = None,
         coarse_to_fine: CoarseToFine | bool | None = None,
     ):
-        """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
+        """``precision``: fp32 (the default: the reference evaluation's
+        labels), bf16, fp16, or auto (bf16 where the device computes it
+        natively, else fp32; ``self.precision`` says which).
+        ``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
         ``glnet.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
@@ -206,9 +215,8 @@ class Segmenter:
         self.checkpoint = checkpoint
         self.mode = checkpoint.mode
         self.device = resolve_device(device)
-        self.precision = precision
-        autocast(self.device, precision)  # validates the name
-        warn_slow_precision(self.device, precision)
+        self.precision = resolve_precision(self.device, precision)  # "auto" becomes fp32 or bf16
+        warn_slow_precision(self.device, self.precision)
         self.batch_size = batch_size
         self.size_g = size_g or checkpoint.size_g
         self.size_p = size_p or checkpoint.size_p
