@@ -329,15 +329,15 @@ class ImageSession:
         seg = self.seg
         origins = [self.origins[i] for i in indices]
         crops = crop_features(ctx.features, self.padded_size, origins, seg.size_p)
-        local = seg.model.local_pyramid(self._patches(indices), crops)
-        if seg.mode == "local2global":
-            if self._merger is None:
-                fine = [self.origins[i] for i in self.fine_patches()]
-                self._merger = LocalMerger(ctx.features, self.padded_size, fine, seg.size_p)
-            self._merger.add(local, origins)
-        parts = seg.model.fpn_local.ps3_parts(local, crops)
-        del local  # from here on only the four ps2 maps (inside parts) are needed
-        part = seg.head.local_part(parts)
+        # each stage is merged (local2global) and released before the next is computed; ps2 is kept
+        stages = seg.model.local_stages(self._patches(indices), crops)
+        for stage in range(4):
+            maps = next(stages)
+            if seg.mode == "local2global":
+                self._merger.add_stage(stage, maps, origins)
+            if stage < 3:
+                del maps
+        part = seg.head.local_part(seg.model.fpn_local.ps3_parts(maps, crops.ps2))
         if seg.mode == "global2local":
             part = part + self._global_part(ctx, origins, part)
         for i, logits in zip(indices, part.float().cpu()):
@@ -412,6 +412,12 @@ class ImageSession:
         todo = [i for i in todo if i not in self._local_part and i in fine]
         total = len(todo)
         ctx = self._ctx()
+        if seg.mode == "local2global" and self._merger is None and self._refined is None:
+            # before the first batch: long-lived buffers allocated between two batches' activations
+            # would pin holes in the heap (about 190 MB of peak RSS)
+            self._merger = LocalMerger(
+                ctx.features, self.padded_size, [self.origins[i] for i in self.fine_patches()], seg.size_p
+            )
         yield Progress("global", 0, total)
         for start in range(0, total, seg.batch_size):
             batch = todo[start : start + seg.batch_size]
