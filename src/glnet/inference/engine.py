@@ -276,9 +276,13 @@ class ImageSession:
         self.grid = PatchGrid(image.shape[0], image.shape[1], p)
         self.origins = self.grid.origins
         self._context: GlobalContext | None = None
-        self._refined: GlobalContext | None = None
+        self._refined = False  # local2global: the second global pass is done and in every patch's logits
         self._merger: LocalMerger | None = None
-        self._local_part: dict[int, torch.Tensor] = {}  # ensemble logits (l2g: local half only)
+        # ensemble logits per patch (local2global: the local half until refined), allocated before any
+        # batch: long-lived buffers allocated between two batches' activations would pin holes in the heap
+        q = _logit_size(p) if segmenter.mode != "global" else 0
+        self._logits = torch.zeros(len(self.origins) if q else 0, segmenter.num_classes, q, q)
+        self._computed = np.zeros(len(self.origins), bool)
         self._global_logits: torch.Tensor | None = None
         self._fine: list[int] | None = None  # coarse-to-fine: the patches the local branch runs
         self._fine_set: set[int] | None = None
@@ -339,13 +343,31 @@ class ImageSession:
                 del maps
         part = seg.head.local_part(seg.model.fpn_local.ps3_parts(maps, crops.ps2))
         if seg.mode == "global2local":
-            part = part + self._global_part(ctx, origins, part)
-        for i, logits in zip(indices, part.float().cpu()):
-            self._local_part[i] = logits
+            part = part + self._global_part(ctx, origins)
+        self._logits[indices] = part.float().cpu()
+        self._computed[indices] = True
 
-    def _global_part(self, ctx: GlobalContext, origins, like: torch.Tensor) -> torch.Tensor:
+    def _global_part(self, ctx: GlobalContext, origins: list[tuple[int, int]]) -> torch.Tensor:
+        """The global half of the ensemble logits of a batch of patches."""
         ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
-        return self.seg.head.global_part(ps3_crop, tuple(like.shape[-2:]))
+        return self.seg.head.global_part(ps3_crop, tuple(self._logits.shape[-2:]))
+
+    def _refine(self, fine: list[int]) -> None:
+        """local2global's second global pass on the merged local maps, and its
+        half of every patch's ensemble logits.  The fixed global pass's maps
+        are released first (only the overview logits are kept)."""
+        seg = self.seg
+        self.global_logits()
+        self._context = None
+        with torch.inference_mode(), autocast(seg.device, seg.precision):
+            refined = seg.model.refine_global(self._image_g, self._merger.result())
+            self._merger = None
+            for start in range(0, len(fine), seg.batch_size):
+                batch = fine[start : start + seg.batch_size]
+                part = self._global_part(refined, [self.origins[i] for i in batch])
+                for i, g in zip(batch, part.float().cpu()):
+                    self._logits[i] += g
+        self._refined = True
 
     # -- coarse-to-fine ------------------------------------------------
     def fine_patches(self) -> list[int]:
@@ -406,15 +428,16 @@ class ImageSession:
             self.global_logits()
             yield Progress("global", 1, 1)
             return
+        if self._refined:  # local2global computes every patch at once: nothing is left to do
+            yield Progress("global", 0, 0)
+            return
         # local2global's global pass needs every (fine) patch's maps once per image
         fine = set(self.fine_patches())
         todo = list(range(len(self.origins))) if seg.mode == "local2global" else self.patches_for(region)
-        todo = [i for i in todo if i not in self._local_part and i in fine]
+        todo = [i for i in todo if not self._computed[i] and i in fine]
         total = len(todo)
         ctx = self._ctx()
-        if seg.mode == "local2global" and self._merger is None and self._refined is None:
-            # before the first batch: long-lived buffers allocated between two batches' activations
-            # would pin holes in the heap (about 190 MB of peak RSS)
+        if seg.mode == "local2global" and self._merger is None:  # before the first batch, as self._logits
             self._merger = LocalMerger(
                 ctx.features, self.padded_size, [self.origins[i] for i in self.fine_patches()], seg.size_p
             )
@@ -424,21 +447,14 @@ class ImageSession:
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._local_batch(batch, ctx)
             yield Progress("local", start + len(batch), total)
-        if seg.mode == "local2global" and self._refined is None and fine:
-            with torch.inference_mode(), autocast(seg.device, seg.precision):
-                self._refined = seg.model.refine_global(self._image_g, self._merger.result())
-            self._merger = None  # the merged maps are not needed any more
+        if seg.mode == "local2global" and fine:
+            self._refine(self.fine_patches())
             yield Progress("refine", total, total)
 
     def _patch_logits(self, i: int) -> torch.Tensor:
         if self._is_skipped(i):
             return self._skipped_logits(i)
-        part = self._local_part[i]
-        if self.seg.mode == "local2global":
-            with torch.inference_mode(), autocast(self.seg.device, self.seg.precision):
-                g = self._global_part(self._refined, [self.origins[i]], part[None])
-            part = part + g[0].float().cpu()
-        return part
+        return self._logits[i]
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
@@ -475,9 +491,9 @@ class ImageSession:
         if self.seg.coarse_to_fine is not None and self._fine is None:
             return False
         fine = set(self.fine_patches())
-        if any(i in fine and i not in self._local_part for i in indices):
+        if any(i in fine and not self._computed[i] for i in indices):
             return False
-        return self.seg.mode != "local2global" or self._refined is not None or not fine
+        return self.seg.mode != "local2global" or self._refined or not fine
 
     def region_results(self, region: Region) -> PatchResults:
         """The patches ``region`` needs, as a compact value (run(region) must have finished)."""

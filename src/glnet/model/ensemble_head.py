@@ -73,7 +73,11 @@ class _Edge:
 
     def __call__(self, line: Tensor) -> Tensor:
         """(B, C, n) correction along the edge from the input's border ``line`` (B, Cin, n)."""
-        out = F.conv1d(F.pad(line, (2, 2)), self.kernel.to(line.dtype), self.bias.to(line.dtype))
+        # the conv1d as five (C, Cin) matmuls: conv1d itself runs at ~1 GFLOP/s with C = 7 outputs
+        n, kernel, padded = line.shape[-1], self.kernel.to(line.dtype), F.pad(line, (2, 2))
+        out = self.bias.to(line.dtype).view(1, -1, 1).expand(line.shape[0], -1, n).clone()
+        for t in range(kernel.shape[-1]):
+            out += kernel[:, :, t] @ padded[:, :, t : t + n]
         if self.first is not None:
             out[:, :, 0] -= line[:, :, 0] @ self.first.to(line.dtype).T + self.first_bias.to(line.dtype)
             out[:, :, -1] -= line[:, :, -1] @ self.last.to(line.dtype).T + self.last_bias.to(line.dtype)

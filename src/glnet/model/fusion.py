@@ -110,13 +110,15 @@ class LocalMerger:
         return all(added >= set(self.origins) for added in self._added)
 
     def result(self) -> Features:
+        """The merged maps: each canvas divided by its coverage, in place (a
+        merger gives its result once; no second copy of the canvases)."""
         if not self.complete:
             raise RuntimeError("local2global needs every patch merged before the global pass")
-        out = []
         for canvas in self._canvas:
             size = tuple(canvas.shape[-2:])
             cov = coverage(size, self.image_size, self.origins, self.patch_size).to(canvas.device)
             # with a subset of the patches (coarse-to-fine) some cells have none: they stay zero
             # (elsewhere this is exactly canvas / cov)
-            out.append(torch.where(cov > 0, canvas / cov.clamp_min(1e-12), 0.0))
+            canvas.div_(cov.clamp_min(1e-12)).masked_fill_(cov <= 0, 0.0)
+        out, self._canvas = self._canvas, []
         return Features.from_maps(out)
