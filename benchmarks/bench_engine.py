@@ -126,7 +126,7 @@ def run_one(args) -> dict:
         from glnet.inference.engine import Segmenter
 
         # preparing the model (BatchNorm folding, channels-last) happens once per Segmenter, not per image
-        seg = Segmenter(ckpt, "cpu", args.precision, args.batch_size)
+        seg = Segmenter(ckpt, device="cpu", precision=args.precision, batch_size=args.batch_size)
         result["conv_peak_gflops"] = conv_peak(seg.precision)
         t0 = time.perf_counter()
         labels = seg.segment(image).labels
@@ -201,7 +201,7 @@ def count_and_profile(args) -> dict:
             return out
 
     image = read_image(args.image)
-    seg = Segmenter(load_models(args), "cpu", "fp32", args.batch_size)
+    seg = Segmenter(load_models(args), device="cpu", batch_size=args.batch_size)
     t0 = time.perf_counter()
     with Counter():
         session = seg.open(image)

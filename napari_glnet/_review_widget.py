@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from .iou_panel import IoUPanel
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewController, notify
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewController
+from .workers import notify
 
 if TYPE_CHECKING:
     import napari
 
-    from glnet.store.labelstore import LabelStore, Region
+    from glnet.geometry import Region
+    from glnet.store.labelstore import LabelStore
 
 
 class ReviewWidget(QWidget):

@@ -1,6 +1,6 @@
 """Reviewing a label store in napari: edit a region, accept it, undo it.
 
-The authoritative labels live in a :class:`glnet.labelstore.LabelStore`
+The authoritative labels live in a :class:`glnet.store.labelstore.LabelStore`
 (OME-Zarr on disk) and are shown as a read-only multiscale Labels layer
 (napari cannot paint on multiscale data).  To correct a region, its level-0
 labels are copied into a small in-memory Labels layer, "GLNet edit", laid
@@ -34,7 +34,9 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.store.labelstore import LabelStore, Region
+from glnet.geometry import Region, as_region
+from glnet.store.labelstore import LabelStore
+from napari_glnet.workers import notify
 
 if TYPE_CHECKING:
     import napari
@@ -51,15 +53,6 @@ UNDO_ACCEPT_KEY = "Shift+U"
 """Undo the last accepted region in the store (Ctrl+Z stays napari's brush-stroke undo)."""
 MAX_EDIT_PIXELS = 8192 * 8192
 """Largest region copied into the in-memory edit layer: zoom in for more."""
-
-
-def notify(kind: str, message: str) -> None:
-    """One napari notification: kind is "error", "warning" or "info"."""
-    from napari.utils import notifications
-
-    {"error": notifications.show_error, "warning": notifications.show_warning}.get(kind, notifications.show_info)(
-        message
-    )
 
 
 def find_store_layer(viewer: napari.Viewer, store: LabelStore) -> Labels | None:
@@ -178,16 +171,16 @@ class ReviewController:
             )
             return None
         try:
-            region = tuple(int(v) for v in region)  # type: ignore[assignment]
-            if len(region) == 4 and (region[2] - region[0]) * (region[3] - region[1]) > MAX_EDIT_PIXELS:
+            box = as_region(region)
+            if (box[2] - box[0]) * (box[3] - box[1]) > MAX_EDIT_PIXELS:
                 raise GLNetError(
-                    f"region {list(region)} is too large to edit at once (over {MAX_EDIT_PIXELS // 1_000_000} Mpx): zoom in"
+                    f"region {list(box)} is too large to edit at once (over {MAX_EDIT_PIXELS // 1_000_000} Mpx): zoom in"
                 )
-            labels = self.store.read(region)  # checks the region
-        except (GLNetError, TypeError, ValueError) as exc:
+            labels = self.store.read(box)  # checks the region
+        except GLNetError as exc:
             notify("error", f"Cannot edit: {exc}")
             return None
-        return self._show(region, labels)  # type: ignore[arg-type]
+        return self._show(box, labels)
 
     def accept(self) -> dict | None:
         """Write the edit layer into the store as a recorded edit; returns the
@@ -234,7 +227,7 @@ class ReviewController:
         if entry is None:
             notify("info", "Nothing to undo: no accepted edit is left in the store.")
             return None
-        region: Region = tuple(entry["region"])  # type: ignore[assignment]
+        region = as_region(entry["region"])
         if self._layer is not None and self._region is not None:  # show the restored labels
             self._show(self._region, self.store.read(self._region))
         self._after_write(region)
@@ -255,13 +248,13 @@ class ReviewController:
             notify("info", "Nothing to mark: edit a region or pick one first.")
             return None
         try:
-            region = tuple(int(v) for v in region)
-            self.store.mark_reviewed(region, note=note)  # type: ignore[arg-type]
-        except (GLNetError, TypeError, ValueError) as exc:
+            box = as_region(region)
+            self.store.mark_reviewed(box, note=note)
+        except GLNetError as exc:
             notify("error", f"Cannot mark the region reviewed: {exc}")
             return None
-        self.reviewed.emit(region)
-        return region  # type: ignore[return-value]
+        self.reviewed.emit(box)
+        return box
 
     def next_class(self) -> int | None:
         """Select the next class (cycling) for painting; returns its index."""

@@ -5,7 +5,7 @@
 The recipe is the paper's, reduced so that two CPU cores finish it in well
 under half an hour: a ResNet-18 trunk with a 24-channel stem (a quarter of
 torchvision's widths) and a 32-channel FPN, size_g = size_p = 256, on 48
-synthetic 1024 x 1024 land-cover scenes (``glnet.synthetic``, seeds 100-147;
+synthetic 1024 x 1024 land-cover scenes (``glnet.data.synthetic``, seeds 100-147;
 42 train, 6 validation: 12 scenes over-fitted at validation mIoU 0.75), two
 stages:
 
@@ -40,7 +40,7 @@ COMMON = dict(val_fraction=0.125, size_g=256, size_p=256, batch_size=4, device="
 
 
 def make_data(folder: Path) -> None:
-    from glnet.data.synthetic import write_scene
+    from glnet.data.synthetic_files import write_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for seed in TRAIN_SEEDS:

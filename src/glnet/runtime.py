@@ -12,11 +12,12 @@ import sys
 
 import torch
 
+from glnet.constants import Precision
 from glnet.errors import GLNetError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -65,47 +66,49 @@ def cpu_has_native_fp16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported()) and bool(_cpu_flags() & {"avx512_fp16", "amx_fp16"})
 
 
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """The precision to run in: ``precision`` itself, or for ``"auto"`` bf16
+def resolve_precision(device: torch.device, precision: Precision | str) -> Precision:
+    """The precision to run in: ``precision`` itself, or for ``auto`` bf16
     where the device computes it natively (a CUDA GPU with bf16, a CPU with
     AVX512-BF16/AMX) and fp32 elsewhere.  fp32 is the only precision whose
     labels equal the reference evaluation's; bf16 agrees on about 99.6% of
     pixels (docs/benchmarks.md)."""
-    if precision != "auto":
-        autocast(device, precision)  # validates the name
+    precision = Precision.parse(precision)
+    if precision != Precision.AUTO:
         return precision
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
     else:
         native = device.type == "cpu" and cpu_has_native_bf16()
-    choice = "bf16" if native else "fp32"
+    choice = Precision.BF16 if native else Precision.FP32
     log.info(
         "precision auto: %s (%s)", choice, "native bf16 on this device" if native else "no native bf16 on this device"
     )
     return choice
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for the convolutions; fp32 is a no-op."""
-    if precision not in PRECISIONS:
-        raise GLNetError(f"unknown precision {precision!r}: use auto or one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
+def autocast(device: torch.device, precision: Precision | str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the convolutions; fp32 is a no-op.  ``auto`` must
+    be resolved first (:func:`resolve_precision`)."""
+    precision = Precision.parse(precision)
+    if precision not in _AUTOCAST_DTYPES:
+        raise GLNetError(f"precision {precision} must be resolved to one of {', '.join(_AUTOCAST_DTYPES)} first")
+    dtype = _AUTOCAST_DTYPES[precision]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def warn_slow_precision(device: torch.device, precision: str) -> None:
+def warn_slow_precision(device: torch.device, precision: Precision | str) -> None:
     """Warn where bf16/fp16 would be emulated on this CPU, i.e. slower than fp32."""
-    if device.type != "cpu" or precision == "fp32":
+    if device.type != "cpu" or precision == Precision.FP32:
         return
-    native = cpu_has_native_bf16() if precision == "bf16" else cpu_has_native_fp16()
+    native = cpu_has_native_bf16() if precision == Precision.BF16 else cpu_has_native_fp16()
     if not native:
         log.warning(
             "%s on this CPU is emulated (no %s instructions) and runs several times slower than fp32; "
             "use --precision fp32 or auto here, or a GPU",
             precision,
-            "AVX512-BF16/AMX" if precision == "bf16" else "AVX512-FP16/AMX-FP16",
+            "AVX512-BF16/AMX" if precision == Precision.BF16 else "AVX512-FP16/AMX-FP16",
         )
 
 

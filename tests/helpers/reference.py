@@ -1,7 +1,7 @@
 """The authors' evaluation pipeline restated literally, as a test oracle.
 
-It follows ../shared/docs/glnet-reference.md step by step with plain torch
-ops: concatenations are materialised, every conv runs on them directly, the
+It follows the authors' evaluation (VITA-Group/GLNet, the public reference
+code) step by step with plain torch ops: concatenations are materialised, every conv runs on them directly, the
 global features are held for one image, the merge canvas is divided by the
 resized full-resolution coverage template, every patch's ps3 is kept, and
 scores are summed in float64 numpy, as the reference does.  It shares no
@@ -125,7 +125,10 @@ def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global
     """Scores (C, H, W) float64 summed over patches, as the reference's eval_test."""
     H, W = image.shape[:2]
     dev = next(model.parameters()).device  # runs where the model is (CPU or CUDA)
-    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255).to(dev)  # noqa: E731
+
+    def to_t(a):
+        return torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255).to(dev)
+
     img_g = to_t(np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.BILINEAR)))[None]
     with torch.no_grad():
         if mode == "global":

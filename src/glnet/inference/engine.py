@@ -21,20 +21,21 @@ What is different is how the work is organised:
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from glnet.checkpoint import GLNetCheckpoint
+from glnet.constants import Precision
 from glnet.errors import GLNetError
-from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
+from glnet.geometry import Region, clip
+from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine, skipped_logits
 from glnet.inference.coarse import nearest_index as _nearest_index
-from glnet.inference.grid import PatchGrid
+from glnet.inference.grid import PatchGrid, logit_size, padded_to_patch
+from glnet.inference.results import PatchResults, Progress, Segmentation, label_dtype
 from glnet.model import EnsembleHead, GLNet, GlobalContext
 from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
@@ -48,144 +49,6 @@ from glnet.runtime import (
 
 log = logging.getLogger(__name__)
 
-Region = tuple[int, int, int, int]  # top, left, bottom, right (half-open, pixels)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Reported after each unit of work; ``done``/``total`` count patches."""
-
-    stage: str  # "global", "local", "refine"
-    done: int
-    total: int
-
-
-@dataclass
-class Segmentation:
-    """A region's result: labels, and mean logits over overlapping patches on demand.
-
-    The logits are built on first use: at full resolution they are C x h x w
-    float32 (168 MB for a 2448 px DeepGlobe image), which most callers, who
-    want labels only, should not pay for."""
-
-    region: Region
-    # float32 (C, h, w) mean over patches, or a function computing it on first use;
-    # mode global: the whole image's (C, size_g/4, size_g/4) global logits
-    _logits: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
-    labels: np.ndarray  # uint8 (h, w) class indices at full resolution
-    patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
-
-    @property
-    def logits(self) -> np.ndarray:
-        if callable(self._logits):
-            self._logits = self._logits()
-        return self._logits
-
-
-def _logit_size(patch: int) -> int:
-    """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
-    after_conv = -(-patch // 2)
-    return -(-after_conv // 2)
-
-
-def _label_dtype(num_classes: int) -> type:
-    return np.uint8 if num_classes <= 256 else np.uint16
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise GLNetError(f"expected an RGB image of shape (H, W, 3), got {shape}")
-    if image.dtype != np.uint8:
-        raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
-    return image
-
-
-@dataclass
-class PatchResults:
-    """Per-patch 1/4-scale logits of an image and how they compose into a
-    full-resolution result: nearest upsampling to the patch, mean where
-    patches overlap, argmax of the sum (the reference's arithmetic).
-
-    Plain arrays only, so it pickles (dask workers return it) and saves."""
-
-    size: tuple[int, int]  # image height, width (unpadded)
-    origins: list[tuple[int, int]]  # top-left of each patch
-    patch: tuple[int, int]  # patch height, width (global mode: the padded image)
-    logits: np.ndarray  # float32 (n, C, h, w), one per origin
-    skipped: np.ndarray | None = None  # bool (n,): coarse-to-fine filled these from the global prediction
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[1]
-
-    def covers(self, region: Region) -> bool:
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        covered = np.zeros((bottom - top, right - left), bool)
-        for t, l in self.origins:
-            y0, y1, x0, x1 = max(t, top), min(t + ph, bottom), max(l, left), min(l + pw, right)
-            if y0 < y1 and x0 < x1:
-                covered[y0 - top : y1 - top, x0 - left : x1 - left] = True
-        return bool(covered.all())
-
-    def result(self, region: Region) -> Segmentation:
-        """Labels over ``region`` (the argmax of the summed patch logits, as
-        the reference) and its mean logits on demand.
-
-        Nearest upsampling repeats each logit cell over a block of pixels, so
-        along each axis the pixels fall into runs that every patch maps to
-        the same cell: the sums are computed once per run (about 1/16 of the
-        pixels for 508 px patches), with the same float additions in the
-        same order as on a full-resolution canvas, and only the uint8 labels
-        are expanded to full resolution."""
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        row_start, row_len = _runs([t for t, _ in self.origins], ph, self.logits.shape[2], top, bottom)
-        col_start, col_len = _runs([l for _, l in self.origins], pw, self.logits.shape[3], left, right)
-        rows_of = _nearest_index(self.logits.shape[2], ph)
-        cols_of = _nearest_index(self.logits.shape[3], pw)
-        sums = np.zeros((self.num_classes, len(row_start), len(col_start)), np.float32)
-        count = np.zeros((len(row_start), len(col_start)), np.float32)
-        skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
-        n_skipped = 0
-        for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
-            r0, r1 = np.searchsorted(row_start, (t, t + ph))  # the runs inside the patch
-            c0, c1 = np.searchsorted(col_start, (l, l + pw))
-            if r0 >= r1 or c0 >= c1:
-                continue
-            n_skipped += int(skip)
-            cells = np.ix_(rows_of[row_start[r0:r1] - t], cols_of[col_start[c0:c1] - l])
-            sums[:, r0:r1, c0:c1] += logits[:, cells[0], cells[1]]
-            count[r0:r1, c0:c1] += 1
-        if not count.all():
-            raise GLNetError(f"region {region} is not covered by the computed patches")
-        labels = sums.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
-        labels = labels.repeat(row_len, 0).repeat(col_len, 1)
-        mean = functools.partial(_expand_mean, sums, count, row_len, col_len)
-        return Segmentation(region, mean, labels, n_skipped)
-
-
-def _runs(starts: list[int], patch: int, cells: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """First pixel and length of each run of pixels in [lo, hi) along one axis
-    that every patch starting at ``starts`` maps to the same logit cell (or
-    does not cover).  The index of the cell a pixel shows only grows with the
-    pixel, so equal keys are consecutive."""
-    src = _nearest_index(cells, patch)
-    pixels = np.arange(lo, hi)
-    key = np.full((len(set(starts)), hi - lo), -1)
-    for k, s in enumerate(sorted(set(starts))):
-        inside = (pixels >= s) & (pixels < s + patch)
-        key[k, inside] = src[pixels[inside] - s]
-    new = np.ones(hi - lo, bool)
-    new[1:] = (key[:, 1:] != key[:, :-1]).any(0)
-    first = np.flatnonzero(new)
-    return first + lo, np.diff(first, append=hi - lo)
-
-
-def _expand_mean(sums: np.ndarray, count: np.ndarray, row_len: np.ndarray, col_len: np.ndarray) -> np.ndarray:
-    return (sums / count).repeat(row_len, 1).repeat(col_len, 2)
-
 
 class Segmenter:
     """A loaded checkpoint placed on a device, ready to segment images.
@@ -197,8 +60,9 @@ class Segmenter:
     def __init__(
         self,
         checkpoint: GLNetCheckpoint,
+        *,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: Precision | str = Precision.FP32,
         batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
@@ -209,7 +73,7 @@ class Segmenter:
         natively, else fp32; ``self.precision`` says which).
         ``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
-        ``glnet.coarse``); it changes nothing in mode global."""
+        ``glnet.inference.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {batch_size}")
         self.checkpoint = checkpoint
@@ -233,12 +97,39 @@ class Segmenter:
         std = torch.tensor(checkpoint.input_std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
 
+    def replace(self, *, batch_size: int | None = None, device: str | None = None) -> Segmenter:
+        """The same model with another batch size or on another device (what
+        running out of memory asks for).  It shares this Segmenter's models,
+        moved to the new device: use only the new one from then on."""
+        return Segmenter(
+            self.checkpoint,
+            device=device or str(self.device),
+            precision=self.precision,
+            batch_size=batch_size or self.batch_size,
+            size_g=self.size_g,
+            size_p=self.size_p,
+            coarse_to_fine=self.coarse_to_fine,
+        )
+
+    @property
+    def global_net(self) -> GLNet:
+        """The model whose global branch gives an image its context: local2global's fixed one, else the model."""
+        return self.global_model if self.global_model is not None and self.mode == "local2global" else self.model
+
+    @property
+    def ensemble(self) -> EnsembleHead:
+        """The fused ensemble head (modes global2local and local2global)."""
+        if self.head is None:
+            raise GLNetError("mode global has no local branch")
+        return self.head
+
     def _place(self, model: GLNet) -> GLNet:
         for name in ("resnet_global", "resnet_local"):
             if hasattr(model, name):
                 fold_batchnorm(getattr(model, name))
         model.inference_only = True
-        return model.eval().to(self.device, memory_format=torch.channels_last)
+        # torch's stubs omit Module.to's memory_format keyword, which it accepts
+        return model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> scaled float (B, 3, H, W), channels-last."""
@@ -262,16 +153,9 @@ class ImageSession:
 
     def __init__(self, segmenter: Segmenter, image: np.ndarray):
         self.seg = segmenter
-        image = _check_image(image)
         self.height, self.width = image.shape[:2]
         p = segmenter.size_p
-        # Axes shorter than a patch are padded by mirroring (and results
-        # cropped back): the reference cannot process such images at all.
-        pad_h, pad_w = max(0, p - self.height), max(0, p - self.width)
-        if pad_h or pad_w:
-            log.info("image %dx%d is smaller than the %d px patch: mirror-padding it", self.height, self.width, p)
-            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
-        self.image = image
+        self.image = image = padded_to_patch(image, p)
         self.padded_size = image.shape[:2]
         self.grid = PatchGrid(image.shape[0], image.shape[1], p)
         self.origins = self.grid.origins
@@ -280,7 +164,7 @@ class ImageSession:
         self._merger: LocalMerger | None = None
         # ensemble logits per patch (local2global: the local half until refined), allocated before any
         # batch: long-lived buffers allocated between two batches' activations would pin holes in the heap
-        q = _logit_size(p) if segmenter.mode != "global" else 0
+        q = logit_size(p) if segmenter.mode != "global" else 0
         self._logits = torch.zeros(len(self.origins) if q else 0, segmenter.num_classes, q, q)
         self._computed = np.zeros(len(self.origins), bool)
         self._global_logits: torch.Tensor | None = None
@@ -290,13 +174,13 @@ class ImageSession:
     # -- pieces --------------------------------------------------------
     def global_image(self) -> torch.Tensor:
         s = self.seg.size_g
-        small = np.asarray(Image.fromarray(self.image).resize((s, s), Image.BILINEAR))
+        small = np.asarray(Image.fromarray(self.image).resize((s, s), Image.Resampling.BILINEAR))
         return self.seg.to_tensor(small[None])
 
     def _ctx(self) -> GlobalContext:
         if self._context is None:
             seg = self.seg
-            net = seg.global_model if seg.mode == "local2global" else seg.model
+            net = seg.global_net
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._image_g = self.global_image()
                 self._context = net.global_context(self._image_g)
@@ -306,7 +190,7 @@ class ImageSession:
         """(C, h, w) global-branch logits: the fast overview of the whole image."""
         if self._global_logits is None:
             seg = self.seg
-            net = seg.global_model if seg.mode == "local2global" else seg.model
+            net = seg.global_net
             ctx = self._ctx()
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._global_logits = net.global_logits(ctx)[0].float().cpu()
@@ -321,7 +205,7 @@ class ImageSession:
         g = self.global_logits()
         r = _nearest_index(g.shape[1], self.padded_size[0])[np.asarray(rows)]
         c = _nearest_index(g.shape[2], self.padded_size[1])[np.asarray(cols)]
-        return g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(r, c)]
+        return g.argmax(0).numpy().astype(label_dtype(self.num_classes))[np.ix_(r, c)]
 
     def _patches(self, indices: list[int]) -> torch.Tensor:
         p = self.seg.size_p
@@ -337,11 +221,11 @@ class ImageSession:
         stages = seg.model.local_stages(self._patches(indices), crops)
         for stage in range(4):
             maps = next(stages)
-            if seg.mode == "local2global":
+            if self._merger is not None:  # local2global
                 self._merger.add_stage(stage, maps, origins)
             if stage < 3:
                 del maps
-        part = seg.head.local_part(seg.model.fpn_local.ps3_parts(maps, crops.ps2))
+        part = seg.ensemble.local_part(seg.model.fpn_local.ps3_parts(maps, crops.ps2))
         if seg.mode == "global2local":
             part = part + self._global_part(ctx, origins)
         self._logits[indices] = part.float().cpu()
@@ -350,13 +234,15 @@ class ImageSession:
     def _global_part(self, ctx: GlobalContext, origins: list[tuple[int, int]]) -> torch.Tensor:
         """The global half of the ensemble logits of a batch of patches."""
         ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
-        return self.seg.head.global_part(ps3_crop, tuple(self._logits.shape[-2:]))
+        return self.seg.ensemble.global_part(ps3_crop, tuple(self._logits.shape[-2:]))
 
     def _refine(self, fine: list[int]) -> None:
         """local2global's second global pass on the merged local maps, and its
         half of every patch's ensemble logits.  The fixed global pass's maps
         are released first (only the overview logits are kept)."""
         seg = self.seg
+        if self._merger is None:  # run() makes it before the first batch
+            raise RuntimeError("local2global: the local maps were not merged")
         self.global_logits()
         self._context = None
         with torch.inference_mode(), autocast(seg.device, seg.precision):
@@ -399,20 +285,6 @@ class ImageSession:
             self._fine_set = set(self.fine_patches())
         return i not in self._fine_set
 
-    def _skipped_logits(self, i: int) -> torch.Tensor:
-        """A skipped patch's logits at the patches' 1/4 scale: the global
-        logits nearest-sampled at the full-resolution pixels the patch's
-        logit cells stand for (the global-mode upsampling)."""
-        g = self.global_logits()
-        p, q = self.seg.size_p, _logit_size(self.seg.size_p)
-        t, l = self.origins[i]
-        cell = _nearest_index(q, p)  # patch pixel -> the logit cell it shows
-        bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and p
-        middle = (bounds[:-1] + bounds[1:] - 1) // 2
-        rows = _nearest_index(g.shape[1], self.padded_size[0])[t + middle]
-        cols = _nearest_index(g.shape[2], self.padded_size[1])[l + middle]
-        return g[:, rows][:, :, cols]
-
     # -- the work loop -------------------------------------------------
     def patches_for(self, region: Region | None) -> list[int]:
         top, left, bottom, right = self._clip(region)
@@ -453,19 +325,12 @@ class ImageSession:
 
     def _patch_logits(self, i: int) -> torch.Tensor:
         if self._is_skipped(i):
-            return self._skipped_logits(i)
+            return skipped_logits(self.global_logits(), self.padded_size, self.origins[i], self.seg.size_p)
         return self._logits[i]
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
-        if region is None:
-            return 0, 0, self.height, self.width
-        top, left, bottom, right = (int(v) for v in region)
-        top, left = max(0, top), max(0, left)
-        bottom, right = min(self.height, bottom), min(self.width, right)
-        if bottom <= top or right <= left:
-            raise GLNetError(f"region {region} does not overlap the {self.height}x{self.width} image")
-        return top, left, bottom, right
+        return clip(region, (self.height, self.width))
 
     def result(self, region: Region | None = None) -> Segmentation:
         """Mean logits and labels inside ``region`` (run() must have finished)."""

@@ -21,16 +21,20 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
-from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
-from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
+from glnet.geometry import Region, overlap, shift
+from glnet.inference.engine import Segmenter
+from glnet.inference.results import PatchResults, Segmentation
+from glnet.inference.scenes import SceneGrid, SceneSession, blend
+from glnet.inference.spec import ModelSpec
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
@@ -39,47 +43,24 @@ BLOCK_CHUNKS = 2  # an output block is 2 x 2 store chunks
 PROBABILITY_STEP = 8  # the class-probability map is 1/8 of level 0 per side
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to load the model: small and picklable, so each dask worker
-    loads it once from the same files."""
-
-    weights: str
-    mode: str | None = None
-    global_weights: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 4
-    size_g: int | None = None
-    size_p: int | None = None
-    threads: int | None = None
-    coarse_to_fine: CoarseToFine | None = None
-
-    def segmenter(self) -> Segmenter:
-        return _cached_segmenter(self)
-
-
 _SEGMENTERS: dict[ModelSpec, Segmenter] = {}
+# the model settings a resumed run must share (device, batch size and threads may change)
+_RECORDED = ("weights", "mode", "global_weights", "precision", "size_g", "size_p")
 
 
 def _cached_segmenter(spec: ModelSpec) -> Segmenter:
+    """The process's Segmenter for ``spec``: a dask worker loads it once."""
     if spec not in _SEGMENTERS:
-        from glnet.checkpoint import load_checkpoint
-        from glnet.runtime import set_threads
-
-        set_threads(spec.threads)
-        ckpt = load_checkpoint(spec.weights, mode=spec.mode, global_path=spec.global_weights)
         _SEGMENTERS.clear()  # one model per process
-        _SEGMENTERS[spec] = Segmenter(
-            ckpt, spec.device, spec.precision, spec.batch_size, spec.size_g, spec.size_p, spec.coarse_to_fine
-        )
+        _SEGMENTERS[spec] = spec.load()
     return _SEGMENTERS[spec]
 
 
 def _model_record(spec: ModelSpec) -> dict:
     """What of the model settings a resumed run must share, JSON-shaped (so
     it compares equal after a round trip through the store's attributes)."""
-    record = {k: v for k, v in asdict(spec).items() if k not in ("device", "batch_size", "threads", "coarse_to_fine")}
+    record = {k: getattr(spec, k) for k in _RECORDED}
+    record = {k: (v.value if isinstance(v, Enum) else v) for k, v in record.items()}
     if spec.coarse_to_fine is not None:  # absent when off: stores written before the option still resume
         ctf = spec.coarse_to_fine
         record["coarse_to_fine"] = {"margin": ctf.margin, "background": list(ctf.background)}
@@ -95,7 +76,7 @@ def open_level0(image_path: str):
 
 def compute_scene(spec: ModelSpec, image_path: str, grid: SceneGrid, index: int) -> tuple[int, PatchResults]:
     """One scene, start to end: what a worker runs."""
-    session = SceneSession(spec.segmenter(), open_level0(image_path), grid.scene, grid.overlap)
+    session = SceneSession(_cached_segmenter(spec), open_level0(image_path), grid.scene, grid.overlap)
     for _ in session.run_scene(index):
         pass
     return index, session.finished[index]
@@ -104,6 +85,10 @@ def compute_scene(spec: ModelSpec, image_path: str, grid: SceneGrid, index: int)
 def _blocks(shape: tuple[int, int], block: int) -> list[Region]:
     h, w = shape
     return [(t, l, min(t + block, h), min(l + block, w)) for t in range(0, h, block) for l in range(0, w, block)]
+
+
+def _pair(values: np.ndarray) -> tuple[int, int]:
+    return int(values[0]), int(values[1])
 
 
 class _SceneFiles:
@@ -124,10 +109,11 @@ class _SceneFiles:
 
     def save(self, index: int, result: PatchResults) -> None:
         with atomic_write(self._path(index)) as f:
-            extra = {} if result.skipped is None else {"skipped": result.skipped}
-            np.savez(
-                f, size=result.size, origins=np.array(result.origins), patch=result.patch, logits=result.logits, **extra
-            )
+            arrays: dict[str, Any] = {"size": result.size, "origins": np.array(result.origins)}
+            arrays |= {"patch": result.patch, "logits": result.logits}
+            if result.skipped is not None:
+                arrays["skipped"] = result.skipped
+            np.savez(f, **arrays)
         self._remember(index, result)
 
     def load(self, index: int) -> PatchResults:
@@ -136,9 +122,9 @@ class _SceneFiles:
             return self._cache[index]
         with np.load(self._path(index)) as z:
             result = PatchResults(
-                tuple(int(v) for v in z["size"]),
-                [tuple(int(v) for v in o) for o in z["origins"]],
-                tuple(int(v) for v in z["patch"]),
+                _pair(z["size"]),
+                [_pair(o) for o in z["origins"]],
+                _pair(z["patch"]),
                 z["logits"],
                 z["skipped"] if "skipped" in z.files else None,
             )
@@ -159,7 +145,7 @@ def _block_result(grid: SceneGrid, scenes: _SceneFiles, block: Region) -> Segmen
     parts = {}
     for i in grid.covering(block):
         t, l, _, _ = grid.boxes[i]
-        sub = intersect(block, grid.boxes[i])
+        sub = overlap(block, grid.boxes[i])
         seg = scenes.load(i).result(shift(sub, -t, -l))
         parts[i] = replace(seg, region=sub)
     return blend(grid, block, parts)
@@ -192,7 +178,7 @@ def segment_to_store(
     image_path, out = str(image_path), Path(out)
     image = open_level0(image_path)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    seg = spec.segmenter()
+    seg = _cached_segmenter(spec)
     scene = scene_size or seg.checkpoint.scene_size
     grid = SceneGrid(*shape, scene, scene // 8 if overlap is None else overlap)
     run = {
@@ -343,7 +329,7 @@ def _compute_distributed(spec, image_path, grid, todo, workers, scheduler) -> It
         cluster, client = None, Client(scheduler)
     else:
         threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
-        spec = ModelSpec(**{**asdict(spec), "threads": threads})
+        spec = spec.replace(threads=threads)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:

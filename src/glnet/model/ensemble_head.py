@@ -58,18 +58,19 @@ class _Edge:
     kernel: Tensor  # (C, Cin, 5)
     bias: Tensor  # (C,): b applied to smooth's bias
     # left/right edges: the ring's two corner cells belong to the top/bottom rows; what they add
-    first: Tensor | None = None  # (C, Cin): from line[0], at output 0
-    first_bias: Tensor | None = None
-    last: Tensor | None = None  # (C, Cin): from line[-1], at output -1
-    last_bias: Tensor | None = None
+    # (first, first_bias, last, last_bias): (C, Cin) from line[0] at output 0, (C,), and likewise line[-1]
+    corners: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     @classmethod
     def compose(cls, a: Tensor, b: Tensor, b1: Tensor, corners: bool, dtype: torch.dtype) -> _Edge:
         a, b, b1 = a.double(), b.double(), b1.double()
-        edge = [_compose_1d(b, a), b.sum(-1) @ b1]
-        if corners:  # ring[0] = a[..., 2] @ line[0] + b1 reaches output 0 through b[..., 0]; ring[-1] likewise
-            edge += [b[:, :, 0] @ a[:, :, 2], b[:, :, 0] @ b1, b[:, :, 2] @ a[:, :, 0], b[:, :, 2] @ b1]
-        return cls(*(t.to(dtype) for t in edge))
+        kernel, bias = _compose_1d(b, a).to(dtype), (b.sum(-1) @ b1).to(dtype)
+        if not corners:
+            return cls(kernel, bias)
+        # ring[0] = a[..., 2] @ line[0] + b1 reaches output 0 through b[..., 0]; ring[-1] likewise
+        first, first_bias = b[:, :, 0] @ a[:, :, 2], b[:, :, 0] @ b1
+        last, last_bias = b[:, :, 2] @ a[:, :, 0], b[:, :, 2] @ b1
+        return cls(kernel, bias, (first.to(dtype), first_bias.to(dtype), last.to(dtype), last_bias.to(dtype)))
 
     def __call__(self, line: Tensor) -> Tensor:
         """(B, C, n) correction along the edge from the input's border ``line`` (B, Cin, n)."""
@@ -78,9 +79,10 @@ class _Edge:
         out = self.bias.to(line.dtype).view(1, -1, 1).expand(line.shape[0], -1, n).clone()
         for t in range(kernel.shape[-1]):
             out += kernel[:, :, t] @ padded[:, :, t : t + n]
-        if self.first is not None:
-            out[:, :, 0] -= line[:, :, 0] @ self.first.to(line.dtype).T + self.first_bias.to(line.dtype)
-            out[:, :, -1] -= line[:, :, -1] @ self.last.to(line.dtype).T + self.last_bias.to(line.dtype)
+        if self.corners is not None:
+            first, first_bias, last, last_bias = (t.to(line.dtype) for t in self.corners)
+            out[:, :, 0] -= line[:, :, 0] @ first.T + first_bias
+            out[:, :, -1] -= line[:, :, -1] @ last.T + last_bias
         return out
 
 
@@ -91,6 +93,8 @@ class EnsembleHead:
         smooth, ens = model.fpn_local.smooth, model.ensemble_conv
         m = smooth.out_channels
         dtype = smooth.weight.dtype
+        if smooth.bias is None or ens.bias is None:
+            raise ValueError("GLNet's smooth and ensemble convs have biases")
         with torch.no_grad():
             w1, b1 = smooth.weight.detach(), smooth.bias.detach()
             w2 = ens.weight.detach()[:, :m]
@@ -112,7 +116,7 @@ class EnsembleHead:
         self._subtract_border_correction(out, parts)
         return out
 
-    def global_part(self, ps3_crop: Tensor, size: tuple[int, int]) -> Tensor:
+    def global_part(self, ps3_crop: Tensor, size: tuple[int, ...]) -> Tensor:
         return conv_of_upsampled(ps3_crop, self.w2_global.to(ps3_crop.dtype), (size,))
 
     def _subtract_border_correction(self, out: Tensor, parts: list[Part]) -> None:

@@ -18,6 +18,11 @@ change are saved (with a copy of ``state.json``) before the first chunk is
 touched, and a marker file makes the journal valid. If the process dies before
 the journal is removed, the next :meth:`LabelStore.open` puts the old contents
 back, so a store is never left half-written.
+
+Long because a write is one transaction: the level writes, the journal that
+makes them crash-safe, the undo data and the edit log share the store's
+lock, levels and state file, and each step's order matters to the others;
+split apart, every part would reach into the rest.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +44,10 @@ import zarr
 from glnet.atomic import atomic_write
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
+from glnet.geometry import OVERVIEW_SIDE, Region, as_region, level_region, level_shapes
+from glnet.io.omezarr import multiscales
 
 log = logging.getLogger(__name__)
-
-Region = tuple[int, int, int, int]  # top, left, bottom, right; half-open, level-0 pixels
 
 STATE_VERSION = 1
 UNDO_KEEP = 20
@@ -59,23 +64,6 @@ def _hook(stage: str) -> None:
 
 
 # -- small helpers -------------------------------------------------------------
-def level_shapes(shape: tuple[int, int], min_size: int) -> list[tuple[int, int]]:
-    """Level shapes: halve (ceil) until the largest side is under ``2 * min_size``,
-    so the coarsest level is a quick overview yet never tiny."""
-    shapes = [(int(shape[0]), int(shape[1]))]
-    while max(shapes[-1]) >= 2 * min_size:
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
-
-
-def level_region(region: Region, level: int) -> Region:
-    """The pixels of ``level`` covering a level-0 ``region`` (floor/ceil)."""
-    t, l, b, r = region
-    f = 1 << level
-    return (t >> level, l >> level, -(-b // f), -(-r // f))
-
-
 def downsample_mode(labels: np.ndarray) -> np.ndarray:
     """2x2 mode downsampling (ceil size); ties go to the smallest class index.
 
@@ -89,26 +77,27 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
     quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
     wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
     bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
-    best = None
+    best = np.zeros(quads[0].shape, wide)
     for i, q in enumerate(quads):
-        votes = sum((q == other).astype(wide) for j, other in enumerate(quads) if j != i)
-        key = (votes << bits) | (top - q.astype(wide))  # more votes first, then the smaller class
-        best = key if best is None else np.maximum(best, key)
+        votes = np.zeros(q.shape, wide)
+        for j, other in enumerate(quads):
+            if j != i:
+                votes += q == other
+        rank: np.ndarray = top - q.astype(wide)  # the smaller class ranks higher
+        key = (votes << bits) | rank  # more votes first, then the smaller class
+        best = np.maximum(best, key)
     return (top - (best & top)).astype(labels.dtype)
 
 
 def _check_region(region: Any, shape: tuple[int, int]) -> Region:
-    try:
-        t, l, b, r = (int(v) for v in region)
-    except (TypeError, ValueError):
-        raise GLNetError(f"a region must be four integers (top, left, bottom, right), got {region!r}") from None
+    t, l, b, r = as_region(region)
     if not (0 <= t < b <= shape[0] and 0 <= l < r <= shape[1]):
         raise GLNetError(f"region {[t, l, b, r]} is empty or outside the label image ({shape[0]} x {shape[1]} px)")
     return (t, l, b, r)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -116,7 +105,7 @@ def _write_json(path: Path, data: Any) -> None:
         f.write(json.dumps(data, indent=1).encode())
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
 
@@ -136,7 +125,7 @@ def _changes(old: np.ndarray, new: np.ndarray, n_classes: int) -> dict[str, int]
     diff = old != new
     code = old[diff].astype(np.int64) * n_classes + new[diff]
     values, counts = np.unique(code, return_counts=True)
-    return {f"{v // n_classes}->{v % n_classes}": int(c) for v, c in zip(values.tolist(), counts.tolist())}
+    return {f"{int(v) // n_classes}->{int(v) % n_classes}": int(c) for v, c in zip(values, counts)}
 
 
 # -- the store -----------------------------------------------------------------
@@ -155,10 +144,11 @@ class LabelStore:
         self._group = group
         self._mode = mode
         self._lock = threading.RLock()
-        self._levels = [group[d["path"]] for d in _multiscales(group)["datasets"]]
+        self._levels = [_array(group, d["path"]) for d in _datasets(group)]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
-        self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
+        h, w = self._levels[0].shape
+        self.shape = (int(h), int(w))
         self.chunk = int(self._levels[0].chunks[0])
 
     # -- creating and opening ---------------------------------------------------
@@ -171,7 +161,7 @@ class LabelStore:
         *,
         name: str = "glnet",
         chunk: int = 512,
-        min_size: int = 256,
+        min_size: int = OVERVIEW_SIDE // 2,
         overwrite: bool = False,
         attrs: dict | None = None,
     ) -> LabelStore:
@@ -198,7 +188,7 @@ class LabelStore:
         dtype = np.uint8 if len(classes) <= 256 else np.uint16
         root = zarr.open_group(path, mode="w-", zarr_format=3)
         group = root.create_group("labels").create_group(name)
-        shapes = level_shapes((h, w), min_size)
+        shapes = level_shapes((h, w), 2 * min_size)  # the coarsest level: under 2 * min_size px
         datasets = []
         for k, level_shape in enumerate(shapes):
             group.create_array(
@@ -243,7 +233,10 @@ class LabelStore:
             raise GLNetError(f"label store not found: {path}")
         try:
             labels = zarr.open_group(path / "labels", mode="r" if mode == "r" else "r+")
-            names = list(labels.attrs.get("ome", labels.attrs).get("labels", []))
+            attrs = labels.attrs.asdict()
+            ome = attrs.get("ome")
+            listed = (ome if isinstance(ome, dict) else attrs).get("labels", [])
+            names = [str(n) for n in listed] if isinstance(listed, list) else []
         except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
             raise GLNetError(f"{path} is not a label store (no OME-Zarr labels group): {exc}") from None
         if not names:
@@ -256,7 +249,9 @@ class LabelStore:
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
-            _multiscales(group)
+            if not isinstance(group, zarr.Group):
+                raise GLNetError("it is an array, not a group")
+            _datasets(group)
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
         store = cls(path, name, group, mode)
@@ -288,11 +283,11 @@ class LabelStore:
 
     def reviewed_regions(self) -> list[Region]:
         """Regions someone marked as checked (ready for training)."""
-        return [tuple(e["region"]) for e in self._load_state()["reviewed"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["reviewed"]]
 
     def corrected_regions(self) -> list[Region]:
         """Regions of the recorded edits (where the model was corrected)."""
-        return [tuple(e["region"]) for e in self._load_state()["edits"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["edits"]]
 
     # -- writing ------------------------------------------------------------------
     def write(
@@ -357,7 +352,7 @@ class LabelStore:
                 )
             with np.load(undo_file) as z:
                 old = z["labels"]
-            region: Region = tuple(entry["region"])  # type: ignore[assignment]
+            region = as_region(entry["region"])
             around, current = self._read_around(region)
             self._transaction(region, old, around, current, undo=entry)
             log.info("undid edit %s in %s", entry["id"], entry["region"])
@@ -510,12 +505,25 @@ class LabelStore:
                 f.unlink()
 
 
-def _multiscales(group: zarr.Group) -> dict:
-    attrs = group.attrs.get("ome", group.attrs)
-    ms = attrs.get("multiscales") if hasattr(attrs, "get") else None
-    if not ms or not ms[0].get("datasets"):
+def _array(group: zarr.Group, key: str) -> zarr.Array:
+    node = group[key]
+    if not isinstance(node, zarr.Array):
+        raise GLNetError(f"level {key!r} of {group.name} is not an array")
+    return node
+
+
+def _datasets(group: zarr.Group) -> list[dict]:
+    ms = multiscales(group.attrs)
+    if ms is None:
         raise GLNetError("no multiscales metadata")
-    return ms[0]
+    return ms["datasets"]
+
+
+def is_label_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a label store (a .zarr folder with labels/
+    and glnet's .glnet/), without opening it: what the napari reader asks."""
+    path = Path(path)
+    return path.suffix == ".zarr" and (path / "labels").is_dir() and (path / ".glnet").is_dir()
 
 
 def _user() -> str:
