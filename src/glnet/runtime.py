@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 import torch
 
@@ -130,24 +131,69 @@ def set_threads(threads: int | None) -> int:
     return n
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+# glibc's mallopt parameter numbers
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
+_GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
+_OUTSIDE_RUNS_MMAP_THRESHOLD = 4 << 20
+_OUTSIDE_RUNS_TRIM_THRESHOLD = 128 << 10  # glibc's default
+_runs_reusing = 0  # nesting depth of reuse_freed_memory()
 
 
-def return_freed_memory_promptly(threshold: int = 4 << 20) -> None:
-    """Keep glibc from hoarding freed activation buffers (Linux only).
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or None (not Linux, or a libc without mallopt/malloc_trim: nothing to tune)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - both must exist
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def return_freed_memory_promptly() -> None:
+    """Outside a run, keep glibc from hoarding freed buffers (Linux only).
 
     glibc raises its mmap threshold each time a large block is freed, so
-    after the first patch batch every activation map is carved from the
-    heap and freed maps stay resident: peak RSS of a 2448 px local2global
-    run was about 110 MB higher for no speed gain.  A fixed threshold keeps
-    blocks of ``threshold`` bytes or more in mmap, returned on free.  It is
-    process-wide and harmless elsewhere; a no-op off glibc."""
-    if not sys.platform.startswith("linux"):
+    freed maps would stay resident in the heap between runs.  A fixed 4 MB
+    threshold keeps large blocks in mmap, returned on free.  Process-wide;
+    a no-op off glibc.  During a run :func:`reuse_freed_memory` applies."""
+    libc = _libc()
+    if libc is not None and not _runs_reusing:
+        libc.mallopt(_M_MMAP_THRESHOLD, _OUTSIDE_RUNS_MMAP_THRESHOLD)
+
+
+@contextlib.contextmanager
+def reuse_freed_memory() -> Iterator[None]:
+    """During a run, every freed activation buffer stays in the heap for the
+    next batch; on leaving, the heap is trimmed (Linux glibc only).
+
+    Large blocks in mmap cost a fresh mapping and a page fault per 4 KiB on
+    every use: with a 4 MB threshold a 2448 px local2global run spent 10-20 s
+    in the kernel and a 1x1 conv ran at a third of its speed.  glibc's mmap
+    threshold cannot exceed 32 MiB, smaller than a batch's largest maps, so
+    mmap is switched off (M_MMAP_MAX 0) and the heap is not trimmed on free;
+    ``malloc_trim`` on leaving returns what the run freed.  Peak RSS stays
+    that of the run's live buffers plus fragmentation (docs/benchmarks.md).
+    Nested uses (scenes of an image) trim once, at the outermost exit."""
+    global _runs_reusing
+    libc = _libc()
+    if libc is None:
+        yield
         return
-    name = ctypes.util.find_library("c")
+    if not _runs_reusing:
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    _runs_reusing += 1
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and friends: nothing to tune
-        return
-    mallopt(_M_MMAP_THRESHOLD, int(threshold))
+        yield
+    finally:
+        _runs_reusing -= 1
+        if not _runs_reusing:
+            libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+            libc.mallopt(_M_TRIM_THRESHOLD, _OUTSIDE_RUNS_TRIM_THRESHOLD)
+            libc.mallopt(_M_MMAP_THRESHOLD, _OUTSIDE_RUNS_MMAP_THRESHOLD)
+            libc.malloc_trim(0)

@@ -44,6 +44,7 @@ from glnet.runtime import (
     resolve_device,
     resolve_precision,
     return_freed_memory_promptly,
+    reuse_freed_memory,
     warn_slow_precision,
 )
 
@@ -294,7 +295,12 @@ class ImageSession:
         """Compute what ``result(region)`` needs, yielding after every batch.
 
         Stopping early (not exhausting the generator) is safe: finished
-        batches are kept, and a later call resumes where this one stopped."""
+        batches are kept, and a later call resumes where this one stopped.
+        While it runs, freed activations are reused (``reuse_freed_memory``)."""
+        with reuse_freed_memory():
+            yield from self._run(region)
+
+    def _run(self, region: Region | None) -> Iterator[Progress]:
         seg = self.seg
         if seg.mode == "global":
             self.global_logits()
