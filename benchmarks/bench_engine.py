@@ -15,9 +15,11 @@ load, and the 1-minute load average is printed beside the times.
   restated literally (one patch at a time, materialised concatenations,
   every ps3 kept, float64 score canvases): the reference the engine's labels
   must equal.
+* **before**: ``Segmenter.segment`` of another checkout (``--before``, e.g.
+  ``main``), imported from its ``src``: the before/after ratio.
 * **glnet**: ``Segmenter.segment`` at the default batch size.
 
-All three load the same files, written here in the authors' layout with
+All of them load the same files, written here in the authors' layout with
 deterministic untrained weights (``helpers.reference.seeded_weights``):
 timings do not depend on the values, and the varied predictions make the
 label agreement strict.
@@ -81,6 +83,12 @@ def conv_peak(precision: str) -> float:
     return best
 
 
+def native(precision: str) -> bool:
+    from glnet.runtime import cpu_has_native_bf16, cpu_has_native_fp16
+
+    return cpu_has_native_bf16() if precision == "bf16" else cpu_has_native_fp16()
+
+
 def load_models(args):
     from glnet.checkpoint import load_checkpoint
 
@@ -95,6 +103,16 @@ def run_one(args) -> dict:
 
     set_threads(args.threads)
     result = {"mode": args.mode, "impl": args.impl, "precision": args.precision, "load_before": load_avg()}
+    if (
+        args.impl != "authors"
+        and args.precision in ("bf16", "fp16")
+        and not args.emulated
+        and not native(args.precision)
+    ):
+        # oneDNN emulates it on this CPU, several times slower than fp32: not worth the minutes
+        print(f"{args.precision} is emulated on this CPU: skipped (--emulated runs it)", file=sys.stderr)
+        nan = float("nan")
+        return {**result, "seconds": nan, "peak_rss_mb": nan, "load_after": nan, "conv_peak_gflops": nan}
     if args.impl == "authors":
         labels = Path(args.save_labels)
         weights = args.global_weights if args.mode == "global" else args.weights
@@ -223,9 +241,14 @@ def _child(args, **extra) -> dict:
     cmd += ["--global-weights", str(args.global_weights)]
     if args.authors_repo:
         cmd += ["--authors-repo", args.authors_repo]
+    if args.emulated:
+        cmd += ["--emulated"]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)] if v is not True else [f"--{k.replace('_', '-')}"]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if extra.get("impl") == "before":  # the other version's glnet comes first on the path
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(args.before) / "src"), env.get("PYTHONPATH", "")])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{extra} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -254,10 +277,15 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["local2global"], choices=["global", "global2local", "local2global"])
     p.add_argument("--precisions", nargs="+", default=["fp32"], help="engine precisions (fp32 bf16 fp16 auto)")
     p.add_argument("--authors-repo", help="checkout of VITA-Group/GLNet: also time the authors' own code")
+    p.add_argument(
+        "--before",
+        help="a checkout of another version (e.g. `git worktree add /tmp/before main`): also time its engine",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the naive loop (the reference for the labels)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of interleaved runs (default 1)")
     p.add_argument("--profile", action="store_true", help="also split one engine run by component")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--emulated", action="store_true", help="also run bf16/fp16 where this CPU only emulates them")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--json", help="also write all runs and summaries to this file")
     # internal: one configuration in a child process
@@ -279,6 +307,7 @@ def main() -> None:
     for mode in args.modes:
         configs += [(mode, "authors", "fp32")] if args.authors_repo else []
         configs += [] if args.no_baseline else [(mode, "naive", "fp32")]
+        configs += [(mode, "before", "fp32")] if args.before else []
         configs += [(mode, "glnet", prec) for prec in args.precisions]
     runs = []
     for r in range(args.repeat):
@@ -322,14 +351,14 @@ def summarise(runs, configs, counts, tmp: Path) -> list[dict]:
             "peak_rss_mb": max(x["peak_rss_mb"] for x in mine),
             "load": [round(x["load_before"], 1) for x in mine],
         }
-        for base in ("authors", "naive"):  # per round, then the median: ratios under the same load
+        for base in ("authors", "naive", "before"):  # per round, then the median: ratios under the same load
             ratios = [
                 seconds_of(mode, base, "fp32", r) / seconds_of(mode, impl, prec, r)
                 for r in rounds
                 if seconds_of(mode, base, "fp32", r) and seconds_of(mode, impl, prec, r)
             ]
             row[f"speedup_vs_{base}"] = _median(ratios)
-        if impl == "glnet":
+        if impl in ("glnet", "before"):
             peaks = [x["conv_peak_gflops"] for x in mine]
             row["conv_peak_gflops"] = _median(peaks)
             gflop = counts.get(mode, {}).get("conv_gflop")
@@ -338,7 +367,8 @@ def summarise(runs, configs, counts, tmp: Path) -> list[dict]:
                 row["floor_s"] = gflop / row["conv_peak_gflops"]
                 row["floor_fraction"] = _median([gflop / x["conv_peak_gflops"] / x["seconds"] for x in mine])
         labels = tmp / f"{mode}-{impl}-{prec}.npy"
-        for ref_name, ref in (("naive", tmp / f"{mode}-naive-fp32.npy"), ("fp32", tmp / f"{mode}-glnet-fp32.npy")):
+        refs = [(name, tmp / f"{mode}-{name}-fp32.npy") for name in ("authors", "naive")]
+        for ref_name, ref in [*refs, ("fp32", tmp / f"{mode}-glnet-fp32.npy")]:
             if labels.exists() and ref.exists() and ref != labels:
                 row[f"equal_to_{ref_name}"] = float((np.load(labels) == np.load(ref)).mean())
         out.append(row)
@@ -354,14 +384,16 @@ def print_tables(summary, counts, args) -> None:
 
     print(f"image {Path(args.image).name}, {args.threads} threads, batch {args.batch_size}, {args.repeat} round(s)")
     print(
-        "| mode | implementation | precision | s / image (median) | all runs | load | peak RSS MB | vs authors | vs naive | labels = naive | labels = our fp32 |"
+        "| mode | implementation | precision | s / image (median) | all runs | load | peak RSS MB | vs authors "
+        "| vs naive | vs before | labels = authors | labels = naive | labels = our fp32 |"
     )
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 13)
     for r in summary:
         print(
             f"| {r['mode']} | {r['impl']} | {r['precision']} | {r['seconds']:.2f} | {', '.join(map(str, r['seconds_all']))} | "
             f"{', '.join(map(str, r['load']))} | {r['peak_rss_mb']:.0f} | {ratio(r['speedup_vs_authors'])} | "
-            f"{ratio(r['speedup_vs_naive'])} | {pct(r.get('equal_to_naive'))} | {pct(r.get('equal_to_fp32'))} |"
+            f"{ratio(r['speedup_vs_naive'])} | {ratio(r['speedup_vs_before'])} | {pct(r.get('equal_to_authors'))} | {pct(r.get('equal_to_naive'))} | "
+            f"{pct(r.get('equal_to_fp32'))} |"
         )
     floors = [r for r in summary if "floor_s" in r]
     if floors:
