@@ -47,6 +47,7 @@ construction/loading are reported separately); peak RSS is the process's
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -191,6 +192,7 @@ def parse_args(argv=None):
     p.add_argument("--out", help="save the prediction here as a uint8 (H, W) .npy")
     p.add_argument("--size", type=int, default=508, help="size_g = size_p (default 508, as in their scripts)")
     p.add_argument("--repeat", type=int, default=1, help="run eval_test this many times; all timings are printed")
+    p.add_argument("--json", action="store_true", help="end with one JSON line: seconds (each run), peak RSS MB")
     a = p.parse_args(argv)
     if a.mode == "local2global" and not a.global_weights:
         p.error("--mode local2global needs --global-weights (their fixed global branch)")
@@ -280,6 +282,8 @@ def main(argv=None) -> int:
     print("class histogram: " + " ".join(f"{c}:{n}" for c, n in enumerate(counts)))
     if args.out:
         print(f"saved {args.out} (uint8 {pred.shape[0]}x{pred.shape[1]})")
+    if args.json:
+        print(json.dumps({"seconds": times, "peak_rss_mb": peak, "model_load_s": t_model}))
     return 0
 
 

@@ -40,11 +40,13 @@ class Mode(_Named):
 
 
 class Precision(_Named):
-    """What the convolutions run in (autocast); fp32 is the reference."""
+    """What the convolutions run in (autocast); fp32 is the reference.  ``auto``
+    is for inference: a Segmenter resolves it for its device."""
 
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"
+    AUTO = "auto"  # bf16 where the device computes it natively, else fp32 (runtime.resolve_precision)
 
 
 __all__ = ["Mode", "Precision"]

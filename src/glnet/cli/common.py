@@ -35,7 +35,13 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--size-g", type=options.view_size, help="global view size in px (default: checkpoint's, 508)")
     g.add_argument("--size-p", type=options.view_size, help="patch size in px (default: checkpoint's, 508)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--precision", choices=Precision.choices(), default=Precision.FP32.value)
+    r.add_argument(
+        "--precision",
+        choices=Precision.choices(),
+        default=Precision.FP32.value,
+        help="fp32 (default; labels equal the reference evaluation's), bf16, fp16, or auto: bf16 where the "
+        "device computes it natively (AVX512-BF16/AMX CPUs, recent GPUs), else fp32",
+    )
     r.add_argument("--device", default="auto", help=DEVICE_HELP)
     r.add_argument(
         "--batch-size", type=options.batch_size, default=4, help="patches per local-branch batch (default 4)"

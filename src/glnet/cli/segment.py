@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         if logits_path is not None:
             with atomic_write(staged[1]) as f:
                 np.save(f, result.logits.astype(np.float32, copy=False))
-    print(f"wrote {out} ({result.labels.shape[1]}x{result.labels.shape[0]}, {seg.mode}, {seg.device.type})")
+    height, width = result.labels.shape
+    print(f"wrote {out} ({width}x{height}, {seg.mode}, {seg.device.type}, {seg.precision})")
     if seg.coarse_to_fine is not None:
         print(f"coarse-to-fine: {result.patches_skipped} patch(es) skipped (global prediction used there)")
     return 0

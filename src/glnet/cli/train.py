@@ -35,7 +35,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     add_coarse_to_fine_args(
         p, "global2local/local2global: train the local branch only on patches near foreground (class != 0)"
     )
-    p.add_argument("--precision", choices=Precision.choices(), default=Precision.FP32.value)
+    p.add_argument(
+        "--precision", choices=[c for c in Precision.choices() if c != Precision.AUTO], default=Precision.FP32.value
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--seed", type=options.seed, default=0)
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from glnet.errors import GLNetError
+from glnet.inference.grid import logit_size
 
 Origin = tuple[int, int]
 
@@ -72,6 +73,20 @@ class CoarseToFine:
             y0, y1, x0, x1 = rows[t], rows[b - 1] + 1, cols[l], cols[r - 1] + 1
             out.append(bool(table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0] > 0))
         return out
+
+
+def skipped_logits(g: torch.Tensor, image_size: tuple[int, int], origin: Origin, patch: int) -> torch.Tensor:
+    """A skipped patch's logits at the patches' 1/4 scale: the global logits
+    ``g`` (C, h, w) nearest-sampled at the full-resolution pixels the patch's
+    logit cells stand for (the global-mode upsampling)."""
+    q = logit_size(patch)
+    t, l = origin
+    cell = nearest_index(q, patch)  # patch pixel -> the logit cell it shows
+    bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and the patch size
+    middle = (bounds[:-1] + bounds[1:] - 1) // 2
+    rows = nearest_index(g.shape[1], image_size[0])[t + middle]
+    cols = nearest_index(g.shape[2], image_size[1])[l + middle]
+    return g[:, rows][:, :, cols]
 
 
 def as_coarse_to_fine(value: CoarseToFine | bool | None) -> CoarseToFine | None:

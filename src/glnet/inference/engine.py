@@ -32,25 +32,23 @@ from glnet.checkpoint import GLNetCheckpoint
 from glnet.constants import Precision
 from glnet.errors import GLNetError
 from glnet.geometry import Region, clip
-from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
+from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine, skipped_logits
 from glnet.inference.coarse import nearest_index as _nearest_index
-from glnet.inference.grid import PatchGrid, logit_size
+from glnet.inference.grid import PatchGrid, logit_size, padded_to_patch
 from glnet.inference.results import PatchResults, Progress, Segmentation, label_dtype
 from glnet.model import EnsembleHead, GLNet, GlobalContext
 from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
-from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
+from glnet.runtime import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+    return_freed_memory_promptly,
+    reuse_freed_memory,
+    warn_slow_precision,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise GLNetError(f"expected an RGB image of shape (H, W, 3), got {shape}")
-    if image.dtype != np.uint8:
-        raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
-    return image
 
 
 class Segmenter:
@@ -71,7 +69,10 @@ class Segmenter:
         size_p: int | None = None,
         coarse_to_fine: CoarseToFine | bool | None = None,
     ):
-        """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
+        """``precision``: fp32 (the default: the reference evaluation's
+        labels), bf16, fp16, or auto (bf16 where the device computes it
+        natively, else fp32; ``self.precision`` says which).
+        ``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
         ``glnet.inference.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
@@ -79,8 +80,8 @@ class Segmenter:
         self.checkpoint = checkpoint
         self.mode = checkpoint.mode
         self.device = resolve_device(device)
-        self.precision = Precision.parse(precision)
-        warn_slow_precision(self.device, precision)
+        self.precision = resolve_precision(self.device, precision)  # "auto" becomes fp32 or bf16
+        warn_slow_precision(self.device, self.precision)
         self.batch_size = batch_size
         self.size_g = size_g or checkpoint.size_g
         self.size_p = size_p or checkpoint.size_p
@@ -153,23 +154,20 @@ class ImageSession:
 
     def __init__(self, segmenter: Segmenter, image: np.ndarray):
         self.seg = segmenter
-        image = _check_image(image)
         self.height, self.width = image.shape[:2]
         p = segmenter.size_p
-        # Axes shorter than a patch are padded by mirroring (and results
-        # cropped back): the reference cannot process such images at all.
-        pad_h, pad_w = max(0, p - self.height), max(0, p - self.width)
-        if pad_h or pad_w:
-            log.info("image %dx%d is smaller than the %d px patch: mirror-padding it", self.height, self.width, p)
-            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
-        self.image = image
+        self.image = image = padded_to_patch(image, p)
         self.padded_size = image.shape[:2]
         self.grid = PatchGrid(image.shape[0], image.shape[1], p)
         self.origins = self.grid.origins
         self._context: GlobalContext | None = None
-        self._refined: GlobalContext | None = None
+        self._refined = False  # local2global: the second global pass is done and in every patch's logits
         self._merger: LocalMerger | None = None
-        self._local_part: dict[int, torch.Tensor] = {}  # ensemble logits (l2g: local half only)
+        # ensemble logits per patch (local2global: the local half until refined), allocated before any
+        # batch: long-lived buffers allocated between two batches' activations would pin holes in the heap
+        q = logit_size(p) if segmenter.mode != "global" else 0
+        self._logits = torch.zeros(len(self.origins) if q else 0, segmenter.num_classes, q, q)
+        self._computed = np.zeros(len(self.origins), bool)
         self._global_logits: torch.Tensor | None = None
         self._fine: list[int] | None = None  # coarse-to-fine: the patches the local branch runs
         self._fine_set: set[int] | None = None
@@ -220,23 +218,43 @@ class ImageSession:
         seg = self.seg
         origins = [self.origins[i] for i in indices]
         crops = crop_features(ctx.features, self.padded_size, origins, seg.size_p)
-        local = seg.model.local_pyramid(self._patches(indices), crops)
-        if seg.mode == "local2global":
-            if self._merger is None:
-                fine = [self.origins[i] for i in self.fine_patches()]
-                self._merger = LocalMerger(ctx.features, self.padded_size, fine, seg.size_p)
-            self._merger.add(local, origins)
-        parts = seg.model.fpn_local.ps3_parts(local, crops)
-        del local  # from here on only the four ps2 maps (inside parts) are needed
-        part = seg.ensemble.local_part(parts)
+        # each stage is merged (local2global) and released before the next is computed; ps2 is kept
+        stages = seg.model.local_stages(self._patches(indices), crops)
+        for stage in range(4):
+            maps = next(stages)
+            if self._merger is not None:  # local2global
+                self._merger.add_stage(stage, maps, origins)
+            if stage < 3:
+                del maps
+        part = seg.ensemble.local_part(seg.model.fpn_local.ps3_parts(maps, crops.ps2))
         if seg.mode == "global2local":
-            part = part + self._global_part(ctx, origins, part)
-        for i, logits in zip(indices, part.float().cpu()):
-            self._local_part[i] = logits
+            part = part + self._global_part(ctx, origins)
+        self._logits[indices] = part.float().cpu()
+        self._computed[indices] = True
 
-    def _global_part(self, ctx: GlobalContext, origins, like: torch.Tensor) -> torch.Tensor:
+    def _global_part(self, ctx: GlobalContext, origins: list[tuple[int, int]]) -> torch.Tensor:
+        """The global half of the ensemble logits of a batch of patches."""
         ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
-        return self.seg.ensemble.global_part(ps3_crop, tuple(like.shape[-2:]))
+        return self.seg.ensemble.global_part(ps3_crop, tuple(self._logits.shape[-2:]))
+
+    def _refine(self, fine: list[int]) -> None:
+        """local2global's second global pass on the merged local maps, and its
+        half of every patch's ensemble logits.  The fixed global pass's maps
+        are released first (only the overview logits are kept)."""
+        seg = self.seg
+        if self._merger is None:  # run() makes it before the first batch
+            raise RuntimeError("local2global: the local maps were not merged")
+        self.global_logits()
+        self._context = None
+        with torch.inference_mode(), autocast(seg.device, seg.precision):
+            refined = seg.model.refine_global(self._image_g, self._merger.result())
+            self._merger = None
+            for start in range(0, len(fine), seg.batch_size):
+                batch = fine[start : start + seg.batch_size]
+                part = self._global_part(refined, [self.origins[i] for i in batch])
+                for i, g in zip(batch, part.float().cpu()):
+                    self._logits[i] += g
+        self._refined = True
 
     # -- coarse-to-fine ------------------------------------------------
     def fine_patches(self) -> list[int]:
@@ -268,20 +286,6 @@ class ImageSession:
             self._fine_set = set(self.fine_patches())
         return i not in self._fine_set
 
-    def _skipped_logits(self, i: int) -> torch.Tensor:
-        """A skipped patch's logits at the patches' 1/4 scale: the global
-        logits nearest-sampled at the full-resolution pixels the patch's
-        logit cells stand for (the global-mode upsampling)."""
-        g = self.global_logits()
-        p, q = self.seg.size_p, logit_size(self.seg.size_p)
-        t, l = self.origins[i]
-        cell = _nearest_index(q, p)  # patch pixel -> the logit cell it shows
-        bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and p
-        middle = (bounds[:-1] + bounds[1:] - 1) // 2
-        rows = _nearest_index(g.shape[1], self.padded_size[0])[t + middle]
-        cols = _nearest_index(g.shape[2], self.padded_size[1])[l + middle]
-        return g[:, rows][:, :, cols]
-
     # -- the work loop -------------------------------------------------
     def patches_for(self, region: Region | None) -> list[int]:
         top, left, bottom, right = self._clip(region)
@@ -291,43 +295,44 @@ class ImageSession:
         """Compute what ``result(region)`` needs, yielding after every batch.
 
         Stopping early (not exhausting the generator) is safe: finished
-        batches are kept, and a later call resumes where this one stopped."""
+        batches are kept, and a later call resumes where this one stopped.
+        While it runs, freed activations are reused (``reuse_freed_memory``)."""
+        with reuse_freed_memory():
+            yield from self._run(region)
+
+    def _run(self, region: Region | None) -> Iterator[Progress]:
         seg = self.seg
         if seg.mode == "global":
             self.global_logits()
             yield Progress("global", 1, 1)
             return
+        if self._refined:  # local2global computes every patch at once: nothing is left to do
+            yield Progress("global", 0, 0)
+            return
         # local2global's global pass needs every (fine) patch's maps once per image
         fine = set(self.fine_patches())
         todo = list(range(len(self.origins))) if seg.mode == "local2global" else self.patches_for(region)
-        todo = [i for i in todo if i not in self._local_part and i in fine]
+        todo = [i for i in todo if not self._computed[i] and i in fine]
         total = len(todo)
         ctx = self._ctx()
+        if seg.mode == "local2global" and self._merger is None:  # before the first batch, as self._logits
+            self._merger = LocalMerger(
+                ctx.features, self.padded_size, [self.origins[i] for i in self.fine_patches()], seg.size_p
+            )
         yield Progress("global", 0, total)
         for start in range(0, total, seg.batch_size):
             batch = todo[start : start + seg.batch_size]
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._local_batch(batch, ctx)
             yield Progress("local", start + len(batch), total)
-        if seg.mode == "local2global" and self._refined is None and fine:
-            if self._merger is None:  # _local_batch makes it with the first patch
-                raise RuntimeError("local2global: the local maps were not merged")
-            with torch.inference_mode(), autocast(seg.device, seg.precision):
-                self._refined = seg.model.refine_global(self._image_g, self._merger.result())
-            self._merger = None  # the merged maps are not needed any more
+        if seg.mode == "local2global" and fine:
+            self._refine(self.fine_patches())
             yield Progress("refine", total, total)
 
     def _patch_logits(self, i: int) -> torch.Tensor:
         if self._is_skipped(i):
-            return self._skipped_logits(i)
-        part = self._local_part[i]
-        if self.seg.mode == "local2global":
-            if self._refined is None:  # result() checks _done first
-                raise RuntimeError("local2global: the refined global pass has not run")
-            with torch.inference_mode(), autocast(self.seg.device, self.seg.precision):
-                g = self._global_part(self._refined, [self.origins[i]], part[None])
-            part = part + g[0].float().cpu()
-        return part
+            return skipped_logits(self.global_logits(), self.padded_size, self.origins[i], self.seg.size_p)
+        return self._logits[i]
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
@@ -357,9 +362,9 @@ class ImageSession:
         if self.seg.coarse_to_fine is not None and self._fine is None:
             return False
         fine = set(self.fine_patches())
-        if any(i in fine and i not in self._local_part for i in indices):
+        if any(i in fine and not self._computed[i] for i in indices):
             return False
-        return self.seg.mode != "local2global" or self._refined is not None or not fine
+        return self.seg.mode != "local2global" or self._refined or not fine
 
     def region_results(self, region: Region) -> PatchResults:
         """The patches ``region`` needs, as a compact value (run(region) must have finished)."""

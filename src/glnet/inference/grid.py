@@ -10,9 +10,14 @@ engine (the reference divides by zero on both).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from glnet.errors import GLNetError
+
+log = logging.getLogger(__name__)
 
 MIN_OVERLAP = 50
 
@@ -74,3 +79,19 @@ class PatchGrid:
             if lo < hi:
                 count[lo - start : hi - start] += 1
         return count
+
+
+def padded_to_patch(image: np.ndarray, patch: int) -> np.ndarray:
+    """``image`` checked (uint8 RGB), its axes shorter than a patch padded by
+    mirroring (the engine crops results back): the reference cannot process
+    such images at all."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise GLNetError(f"expected an RGB image of shape (H, W, 3), got {getattr(image, 'shape', None)}")
+    if image.dtype != np.uint8:
+        raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
+    height, width = image.shape[:2]
+    pad_h, pad_w = max(0, patch - height), max(0, patch - width)
+    if pad_h or pad_w:
+        log.info("image %dx%d is smaller than the %d px patch: mirror-padding it", height, width, patch)
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+    return image

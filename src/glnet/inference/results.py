@@ -10,7 +10,9 @@ patches overlap, argmax of the sum (the reference's arithmetic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,14 +32,24 @@ class Progress:
 
 @dataclass
 class Segmentation:
-    """A region's result: mean logits over overlapping patches and labels."""
+    """A region's result: labels, and mean logits over overlapping patches on demand.
+
+    The logits are built on first use: at full resolution they are C x h x w
+    float32 (168 MB for a 2448 px DeepGlobe image), which most callers, who
+    want labels only, should not pay for."""
 
     region: Region
-    logits: (
-        np.ndarray
-    )  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
+    # float32 (C, h, w) mean over patches, or a function computing it on first use;
+    # mode global: the whole image's (C, size_g/4, size_g/4) global logits
+    _logits: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
     labels: np.ndarray  # uint8 (h, w) class indices at full resolution
     patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
+
+    @property
+    def logits(self) -> np.ndarray:
+        if callable(self._logits):
+            self._logits = self._logits()
+        return self._logits
 
 
 def label_dtype(num_classes: int) -> type:
@@ -73,28 +85,61 @@ class PatchResults:
         return bool(covered.all())
 
     def result(self, region: Region) -> Segmentation:
+        """Labels over ``region`` (the argmax of the summed patch logits, as
+        the reference) and its mean logits on demand.
+
+        Nearest upsampling repeats each logit cell over a block of pixels, so
+        along each axis the pixels fall into runs that every patch maps to
+        the same cell: the sums are computed once per run (about 1/16 of the
+        pixels for 508 px patches), with the same float additions in the
+        same order as on a full-resolution canvas, and only the uint8 labels
+        are expanded to full resolution."""
         top, left, bottom, right = region
         ph, pw = self.patch
+        row_start, row_len = _runs([t for t, _ in self.origins], ph, self.logits.shape[2], top, bottom)
+        col_start, col_len = _runs([l for _, l in self.origins], pw, self.logits.shape[3], left, right)
         rows_of = _nearest_index(self.logits.shape[2], ph)
         cols_of = _nearest_index(self.logits.shape[3], pw)
-        canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
-        count = np.zeros((bottom - top, right - left), np.float32)
+        sums = np.zeros((self.num_classes, len(row_start), len(col_start)), np.float32)
+        count = np.zeros((len(row_start), len(col_start)), np.float32)
         skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
         n_skipped = 0
         for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
-            y0, y1 = max(t, top), min(t + ph, bottom)
-            x0, x1 = max(l, left), min(l + pw, right)
-            if y0 >= y1 or x0 >= x1:
+            r0, r1 = np.searchsorted(row_start, (t, t + ph))  # the runs inside the patch
+            c0, c1 = np.searchsorted(col_start, (l, l + pw))
+            if r0 >= r1 or c0 >= c1:
                 continue
             n_skipped += int(skip)
-            up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
-            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
-            count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
+            cells = np.ix_(rows_of[row_start[r0:r1] - t], cols_of[col_start[c0:c1] - l])
+            sums[:, r0:r1, c0:c1] += logits[:, cells[0], cells[1]]
+            count[r0:r1, c0:c1] += 1
         if not count.all():
             raise GLNetError(f"region {region} is not covered by the computed patches")
-        labels = canvas.argmax(0).astype(label_dtype(self.num_classes))  # argmax of the sum, as the reference
-        canvas /= count
-        return Segmentation(region, canvas, labels, n_skipped)
+        labels = sums.argmax(0).astype(label_dtype(self.num_classes))  # argmax of the sum, as the reference
+        labels = labels.repeat(row_len, 0).repeat(col_len, 1)
+        mean = functools.partial(_expand_mean, sums, count, row_len, col_len)
+        return Segmentation(region, mean, labels, n_skipped)
+
+
+def _runs(starts: list[int], patch: int, cells: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """First pixel and length of each run of pixels in [lo, hi) along one axis
+    that every patch starting at ``starts`` maps to the same logit cell (or
+    does not cover).  The index of the cell a pixel shows only grows with the
+    pixel, so equal keys are consecutive."""
+    src = _nearest_index(cells, patch)
+    pixels = np.arange(lo, hi)
+    key = np.full((len(set(starts)), hi - lo), -1)
+    for k, s in enumerate(sorted(set(starts))):
+        inside = (pixels >= s) & (pixels < s + patch)
+        key[k, inside] = src[pixels[inside] - s]
+    new = np.ones(hi - lo, bool)
+    new[1:] = (key[:, 1:] != key[:, :-1]).any(0)
+    first = np.flatnonzero(new)
+    return first + lo, np.diff(first, append=hi - lo)
+
+
+def _expand_mean(sums: np.ndarray, count: np.ndarray, row_len: np.ndarray, col_len: np.ndarray) -> np.ndarray:
+    return (sums / count).repeat(row_len, 1).repeat(col_len, 2)
 
 
 __all__ = ["PatchResults", "Progress", "Segmentation", "label_dtype"]

@@ -20,7 +20,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -111,8 +111,7 @@ def blend(grid: SceneGrid, region: Region, parts: dict[int, Segmentation]) -> Se
     exactly; elsewhere labels are the argmax of the weighted mean logits."""
     order = sorted(parts)
     if len(order) == 1:
-        only = parts[order[0]]
-        return Segmentation(region, only.logits, only.labels, only.patches_skipped)
+        return replace(parts[order[0]], region=region)  # its logits stay lazy
     top, left, bottom, right = region
     first = parts[order[0]]
     logits = np.zeros((first.logits.shape[0], bottom - top, right - left), np.float32)
@@ -245,5 +244,5 @@ class SceneSession:
                 seg = self._partial[i].result(local)
             else:
                 raise GLNetError(f"scene {i} has not been computed yet: iterate run(region) to the end first")
-            parts[i] = Segmentation(sub, seg.logits, seg.labels, seg.patches_skipped)
+            parts[i] = replace(seg, region=sub)
         return blend(self.grid, box, parts)

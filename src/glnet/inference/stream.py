@@ -24,6 +24,7 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,7 @@ def _block_result(grid: SceneGrid, scenes: _SceneFiles, block: Region) -> Segmen
         t, l, _, _ = grid.boxes[i]
         sub = overlap(block, grid.boxes[i])
         seg = scenes.load(i).result(shift(sub, -t, -l))
-        parts[i] = Segmentation(sub, seg.logits, seg.labels, seg.patches_skipped)
+        parts[i] = replace(seg, region=sub)
     return blend(grid, block, parts)
 
 

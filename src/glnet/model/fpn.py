@@ -8,6 +8,7 @@ maps run through ``conv_over_concat`` (same function, low-resolution work).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
@@ -74,10 +75,11 @@ def _fpn_specs(c_channels: tuple[int, ...], width: int, fold: int) -> dict[str, 
 class _FPNBase(nn.Module):
     def _top_down(self, sfx: str, parts_c: list[list[Part]]) -> list[Tensor]:
         """parts_c: the conv inputs for c5, c4, c3, c2 (each a list of parts)."""
+        # conv(...).add_(up(...)): the sum without a third full-size map (float addition commutes)
         p5 = _conv(getattr(self, "toplayer" + sfx), parts_c[0])
-        p4 = _up(p5, parts_c[1][0]) + _conv(getattr(self, "latlayer1" + sfx), parts_c[1])
-        p3 = _up(p4, parts_c[2][0]) + _conv(getattr(self, "latlayer2" + sfx), parts_c[2])
-        p2 = _up(p3, parts_c[3][0]) + _conv(getattr(self, "latlayer3" + sfx), parts_c[3])
+        p4 = _conv(getattr(self, "latlayer1" + sfx), parts_c[1]).add_(_up(p5, parts_c[1][0]))
+        p3 = _conv(getattr(self, "latlayer2" + sfx), parts_c[2]).add_(_up(p4, parts_c[2][0]))
+        p2 = _conv(getattr(self, "latlayer3" + sfx), parts_c[3]).add_(_up(p3, parts_c[3][0]))
         return [p5, p4, p3, p2]
 
     def _smooth(self, stage: int, sfx: str, parts: list[list[Part]]) -> list[Tensor]:
@@ -153,8 +155,12 @@ class LocalFPN(_FPNBase):
         self.smooth = nn.Conv2d(4 * width, 2 * width, 3, padding=1)
         self.classify = nn.Conv2d(2 * width, num_classes, 3, padding=1)
 
-    def pyramid(self, c: tuple[Tensor, ...], g: Features) -> Features:
-        """ps0..ps2 of a batch of patches, given the matching global crops ``g``."""
+    def stages(self, c: tuple[Tensor, ...], g: Features) -> Iterator[tuple[Tensor, ...]]:
+        """The pyramid of a batch of patches, given the matching global crops
+        ``g``, stage by stage: c2..c5, ps0, ps1, ps2, each yielded once it is
+        final.  A stage is released as soon as the next one is computed, so a
+        consumer that keeps only what it needs (inference merges each stage
+        and keeps ps2) never holds the whole pyramid."""
 
         def pair(x: Tensor, crop: Tensor) -> list[Part]:
             return [x, Upsampled(crop, (tuple(x.shape[-2:]),))]
@@ -162,25 +168,37 @@ class LocalFPN(_FPNBase):
         c2, c3, c4, c5 = c
         gc2, gc3, gc4, gc5 = g.c
         # p_{k} needs its own shape before the conv: build the c-level pairs first
-        ps0 = self._top_down("", [pair(c5, gc5), pair(c4, gc4), pair(c3, gc3), pair(c2, gc2)])
-        ps1 = self._smooth(1, "", [pair(p, q) for p, q in zip(ps0, g.ps0)])
-        ps2 = self._smooth(2, "", [pair(p, q) for p, q in zip(ps1, g.ps1)])
-        return Features(tuple(c), tuple(ps0), tuple(ps1), tuple(ps2))
+        ps0 = tuple(self._top_down("", [pair(c5, gc5), pair(c4, gc4), pair(c3, gc3), pair(c2, gc2)]))
+        del c2, c3, c4, c5
+        yield tuple(c)
+        del c
+        ps1 = tuple(self._smooth(1, "", [pair(p, q) for p, q in zip(ps0, g.ps0)]))
+        yield ps0
+        del ps0
+        ps2 = tuple(self._smooth(2, "", [pair(p, q) for p, q in zip(ps1, g.ps1)]))
+        yield ps1
+        del ps1
+        yield ps2
 
-    def ps3_parts(self, local: Features, g: Features) -> list[Part]:
-        """The 8 maps ``smooth`` concatenates, still at their own resolutions."""
-        size = tuple(local.ps2[3].shape[-2:])
+    def pyramid(self, c: tuple[Tensor, ...], g: Features) -> Features:
+        """The whole pyramid of a batch of patches (what training needs)."""
+        return Features(*self.stages(c, g))
+
+    def ps3_parts(self, ps2: tuple[Tensor, ...], g_ps2: tuple[Tensor, ...]) -> list[Part]:
+        """The 8 maps ``smooth`` concatenates (local ps2 and the global crops'
+        ps2, level by level), still at their own resolutions."""
+        size = tuple(ps2[3].shape[-2:])
         parts: list[Part] = []
         for k in range(4):
-            own = tuple(local.ps2[k].shape[-2:])
+            own = tuple(ps2[k].shape[-2:])
             if k < 3:
-                parts += [Upsampled(local.ps2[k], (size,)), Upsampled(g.ps2[k], (own, size))]
+                parts += [Upsampled(ps2[k], (size,)), Upsampled(g_ps2[k], (own, size))]
             else:
-                parts += [local.ps2[k], Upsampled(g.ps2[k], (size,))]
+                parts += [ps2[k], Upsampled(g_ps2[k], (size,))]
         return parts
 
     def forward(self, c: tuple[Tensor, ...], g: Features) -> tuple[Features, Tensor, Tensor]:
         """Training path: pyramid, ps3 and the local logits."""
         local = self.pyramid(c, g)
-        ps3 = _conv(self.smooth, self.ps3_parts(local, g))
+        ps3 = _conv(self.smooth, self.ps3_parts(local.ps2, g.ps2))
         return local, ps3, self.classify(ps3)

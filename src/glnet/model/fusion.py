@@ -9,6 +9,8 @@ integer slice with no interpolation.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -85,30 +87,38 @@ class LocalMerger:
         self.origins = list(origins)
         self.patch_size = patch_size
         self._canvas = [torch.zeros_like(m, dtype=torch.float32) for m in global_features.maps()]
-        self._added: set[Origin] = set()
+        self._added: list[set[Origin]] = [set() for _ in fields(Features)]  # per stage
 
     def add(self, local: Features, origins: list[Origin]) -> None:
-        for canvas, patch_maps in zip(self._canvas, local.maps()):
+        for stage, maps in enumerate((local.c, local.ps0, local.ps1, local.ps2)):
+            self.add_stage(stage, maps, origins)
+
+    def add_stage(self, stage: int, maps: tuple[Tensor, ...], origins: list[Origin]) -> None:
+        """One stage (0: c2..c5, 1-3: ps0..ps2) of a batch of patches, which
+        the caller may then release (``LocalFPN.stages``)."""
+        for canvas, patch_maps in zip(self._canvas[4 * stage : 4 * stage + 4], maps):
             for i, origin in enumerate(origins):
                 t, l, h, w = crop_window(tuple(canvas.shape[-2:]), self.image_size, origin, self.patch_size)
                 resized = F.interpolate(
                     patch_maps[i : i + 1].float(), size=(h, w), mode="bilinear", align_corners=False
                 )
                 canvas[:, :, t : t + h, l : l + w] += resized
-        self._added.update(origins)
+        self._added[stage].update(origins)
 
     @property
     def complete(self) -> bool:
-        return self._added >= set(self.origins)
+        return all(added >= set(self.origins) for added in self._added)
 
     def result(self) -> Features:
+        """The merged maps: each canvas divided by its coverage, in place (a
+        merger gives its result once; no second copy of the canvases)."""
         if not self.complete:
             raise RuntimeError("local2global needs every patch merged before the global pass")
-        out = []
         for canvas in self._canvas:
             size = tuple(canvas.shape[-2:])
             cov = coverage(size, self.image_size, self.origins, self.patch_size).to(canvas.device)
             # with a subset of the patches (coarse-to-fine) some cells have none: they stay zero
             # (elsewhere this is exactly canvas / cov)
-            out.append(torch.where(cov > 0, canvas / cov.clamp_min(1e-12), 0.0))
+            canvas.div_(cov.clamp_min(1e-12)).masked_fill_(cov <= 0, 0.0)
+        out, self._canvas = self._canvas, []
         return Features.from_maps(out)

@@ -9,6 +9,7 @@ and passed to every patch batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
@@ -105,13 +106,14 @@ class GLNet(nn.Module):
         return GlobalContext(features, ps3)
 
     # -- local branch --------------------------------------------------
-    def local_pyramid(self, patches: Tensor, crops: Features) -> Features:
-        return self.fpn_local.pyramid(self.resnet_local(patches), crops)
+    def local_stages(self, patches: Tensor, crops: Features) -> Iterator[tuple[Tensor, ...]]:
+        """Inference: the local pyramid stage by stage (``LocalFPN.stages``)."""
+        return self.fpn_local.stages(self.resnet_local(patches), crops)
 
     def local_train(self, patches: Tensor, crops: Features) -> tuple[Features, Tensor, Tensor]:
         """Training path of the local branch: its pyramid (what local2global
         merges), ps3 (what the ensemble and the feature-map regulariser need)
-        and the local logits.  Inference uses ``local_pyramid`` instead, which
+        and the local logits.  Inference uses ``local_stages`` instead, which
         never materialises the 512-channel ps3."""
         return self.fpn_local(self.resnet_local(patches), crops)
 

@@ -68,15 +68,17 @@ def _shifted_f64(sizes: tuple[int, ...], k: int) -> Tensor:
     return torch.stack([padded[d : d + n_out] for d in range(k)])
 
 
+@lru_cache(maxsize=1024)
+def _operator(sizes: tuple[int, ...], k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(n_out, n_in * k) in ``dtype``: column x * k + d holds the resize through
+    ``sizes`` with rows shifted for kernel offset d (k = 1: the resize itself)."""
+    with torch.inference_mode(False):  # a cached tensor may be used later in training
+        shifted = _shifted_f64(sizes, k)  # (k, n_out, n_in)
+        return shifted.permute(1, 2, 0).reshape(shifted.shape[1], -1).to(device=device, dtype=dtype)
+
+
 def resize_matrix(sizes: tuple[int, ...], like: Tensor) -> Tensor:
-    return _resize_matrix_f64(sizes).to(device=like.device, dtype=like.dtype)
-
-
-@lru_cache(maxsize=512)
-def _width_operator_f64(sizes: tuple[int, ...], k: int) -> Tensor:
-    """(W, w*k): column x*k + dx holds the row-shifted resize for offset dx."""
-    shifted = _shifted_f64(sizes, k)  # (k, W, w)
-    return shifted.permute(1, 2, 0).reshape(shifted.shape[1], -1)
+    return _operator(sizes, 1, like.dtype, like.device)
 
 
 def _axis_chains(x: Tensor, chain: tuple[Size, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -87,35 +89,36 @@ def _axis_chains(x: Tensor, chain: tuple[Size, ...]) -> tuple[tuple[int, ...], t
 def conv_of_upsampled(x: Tensor, weight: Tensor, chain: tuple[Size, ...], out: Tensor | None = None) -> Tensor:
     """conv2d(resize_chain(x), weight, padding=k//2) without bias, at x's resolution.
 
-    Works channels-last throughout so no step copies a large map: the 1x1
-    channel mixing yields (b, h, w, k*O), the width resize is one batched
-    matmul to (b, h, W, O), and the height resize accumulates in place into
-    ``out`` (created if None; a channels-last (b, O, H, W) tensor)."""
+    One 1x1 convolution mixes the channels for all k x k kernel offsets at
+    x's resolution; then per image one GEMM resizes the width (all rows and
+    offsets at once) and one GEMM resizes the height and sums the offsets,
+    accumulating in place into ``out`` (created if None; a channels-last
+    (b, O, H, W) tensor).  Large GEMMs instead of many small ones: a
+    broadcast batched matmul per offset ran several times slower."""
     out_c, in_c, k, _ = weight.shape
     hs, ws = _axis_chains(x, chain)
     b, _, h, w = x.shape
     big_h, big_w = hs[-1], ws[-1]
-    x = x.contiguous(memory_format=torch.channels_last)
-    for dy in range(k):
-        wk = weight[:, :, dy].permute(2, 0, 1).reshape(k * out_c, in_c, 1, 1)
-        z = F.conv2d(x, wk).permute(0, 2, 3, 1).reshape(b * h, w * k, out_c)
-        if out is None:
-            out = torch.zeros(b, out_c, big_h, big_w, dtype=z.dtype, device=z.device)
-            out = out.contiguous(memory_format=torch.channels_last)
-        aw = _width_operator_f64(ws, k).to(device=z.device, dtype=z.dtype)
-        t = torch.matmul(aw, z).view(b, h, big_w * out_c)
-        ah = _shifted_f64(hs, k)[dy].to(device=z.device, dtype=z.dtype)
-        flat = out.permute(0, 2, 3, 1).view(b, big_h, big_w * out_c)
-        if torch.is_grad_enabled() and (flat.requires_grad or t.requires_grad):
-            # training: out of place, since autograd would copy the whole
-            # output for every in-place slice update below (2/3 of a step's time)
-            flat = flat + torch.matmul(ah, t)
-            out = flat.view(b, big_h, big_w, out_c).permute(0, 3, 1, 2)
-            continue
-        for i in range(b):
-            flat[i].addmm_(ah, t[i])
+    # z[b, y, x, (dx, dy, o)]: channels-last, so the permute is a free view
+    mix = weight.permute(3, 2, 0, 1).reshape(k * k * out_c, in_c, 1, 1)
+    z = F.conv2d(x.contiguous(memory_format=torch.channels_last), mix).permute(0, 2, 3, 1)
+    aw = _operator(ws, k, z.dtype, z.device)  # (W, w*k), column x*k + dx
+    ah = _operator(hs, k, z.dtype, z.device)  # (H, h*k), column y*k + dy
     if out is None:
-        raise ValueError(f"a kernel of size {k}: nothing to convolve")
+        out = torch.zeros(b, out_c, big_h, big_w, dtype=z.dtype, device=z.device)
+        out = out.contiguous(memory_format=torch.channels_last)
+    rows = []
+    for i in range(b):
+        zi = z[i].reshape(h, w * k, k * out_c).transpose(0, 1).reshape(w * k, h * k * out_c)
+        t = (aw @ zi).view(big_w, h * k, out_c).transpose(0, 1).reshape(h * k, big_w * out_c)
+        rows.append(t)
+    flat = out.permute(0, 2, 3, 1).reshape(b, big_h, big_w * out_c)  # a view of channels-last ``out``
+    if torch.is_grad_enabled() and (flat.requires_grad or z.requires_grad):
+        # training: out of place, since autograd would copy the whole output for every in-place update
+        flat = flat + torch.stack([ah @ t for t in rows])
+        return flat.view(b, big_h, big_w, out_c).permute(0, 3, 1, 2)
+    for i, t in enumerate(rows):
+        flat[i].addmm_(ah, t)
     return out
 
 
@@ -171,6 +174,6 @@ def border_lines(part: Part) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     hs, ws = _axis_chains(part.x, part.chain)
     ah = resize_matrix(hs, part.x)
     aw = resize_matrix(ws, part.x)
-    rows = torch.einsum("ry,bcyx,jx->bcrj", ah[[0, -1]], part.x, aw)
-    cols = torch.einsum("iy,bcyx,rx->bcri", ah, part.x, aw[[0, -1]])
-    return rows[:, :, 0], rows[:, :, 1], cols[:, :, 0], cols[:, :, 1]
+    rows = torch.matmul(ah[[0, -1]], part.x) @ aw.T  # the first and last rows first: (b, c, 2, W)
+    cols = ah @ torch.matmul(part.x, aw[[0, -1]].T)  # (b, c, H, 2)
+    return rows[:, :, 0], rows[:, :, 1], cols[..., 0], cols[..., 1]
