@@ -2,6 +2,7 @@
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 import numpy as np
@@ -76,6 +77,8 @@ def test_a_run_reuses_freed_memory_and_gives_it_back_even_when_stopped(tiny_mode
     # during a run large buffers come from the reusable heap; after it, even one stopped
     # halfway, large blocks are mmapped again (returned on free) and the heap is trimmed
     model, fixed = tiny_models
+    gc.collect()  # runs abandoned by earlier tests end (and restore mmap) when collected
+    assert _mmaps_a_large_block()
     seg = Segmenter(GLNetCheckpoint("local2global", model, ClassTable.default(5), fixed, 96, 96), device="cpu")
     image = np.random.default_rng(0).integers(0, 255, (250, 213, 3), dtype=np.uint8)
     run = seg.open(image).run()
