@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from .guard import ask_with_dialog, later
 from .iou_panel import IoUPanel
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewController, notify
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY, ReviewController, notify
 
 if TYPE_CHECKING:
     import napari
@@ -49,6 +50,10 @@ class ReviewWidget(QWidget):
         self._checkpoint = checkpoint
         self._on_new_model = on_new_model
         self.worker = None
+        self.ask = ask_with_dialog(self)
+        self.report = QLabel("")
+        self.report.setWordWrap(True)
+        self.report.setToolTip("What the last review action did")
 
         def button(text: str, tip: str, slot: Callable[[], object]) -> QPushButton:
             b = QPushButton(text)
@@ -59,8 +64,8 @@ class ReviewWidget(QWidget):
 
         self.edit_button = button(
             "Edit view",
-            "Copy the labels in view into an editable layer: paint with "
-            f"napari's brush/fill/eraser ({NEXT_CLASS_KEY}: next class)",
+            "Copy the labels in view into an editable layer: paint with napari's brush/fill; "
+            f"the eraser brings back the model's labels ({NEXT_CLASS_KEY}: next class, {OUTLINE_KEY}: outlines)",
             self.edit_view,
         )
         self.accept_button = button(
@@ -97,6 +102,7 @@ class ReviewWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("<b>Review</b>"))
         layout.addLayout(grid)
+        layout.addWidget(self.report)
         layout.addWidget(self.iou)
         self.finetune_button.setEnabled(True)
 
@@ -107,11 +113,17 @@ class ReviewWidget(QWidget):
             return
         if self.review is not None:
             self.review.close()
-        self.review = ReviewController(self.viewer, store, store_layer=store_layer)
+        self.review = ReviewController(self.viewer, store, store_layer=store_layer, ask=self.ask, defer=later)
+        self.review.said.connect(lambda text: self.report.setText(text))
         self.iou.set_store(store)
         self.iou.set_review(self.review)
         for b in (self.edit_button, self.accept_button, self.undo_button, self.reviewed_button, self.export_button):
             b.setEnabled(True)
+        self.review.offer_pending()
+
+    def resolve(self, doing: str) -> bool:
+        """Unaccepted strokes are accepted, discarded or kept (False: do not go on with ``doing``)."""
+        return self.review is None or self.review.resolve(doing)
 
     def labels_written(self, region: Region) -> None:
         """The segmenter wrote predictions into ``region``: rescore it."""

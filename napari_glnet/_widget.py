@@ -22,6 +22,7 @@ from glnet.errors import GLNetError
 
 from ._review_widget import ReviewWidget
 from .controller import KEYS, Settings, ViewController
+from .guard import CloseGuard
 from .session import ModelChoice, load_checkpoint_any
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._classes_worker = None
+        self._closed = False
         self.image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self.weights = FileEdit(label="Checkpoint", mode="r", filter=CHECKPOINT_FILTER)
         self.mode = ComboBox(
@@ -122,6 +124,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.review)
         layout.addStretch(1)
         self.setLayout(layout)
+        self._guard = CloseGuard(self.review.resolve, self._shut_down)
         self.controller.store_ready.connect(self._on_store_ready)
         self.controller.labels_written.connect(self.review.labels_written)
         self.controller.status.connect(self._set_status)
@@ -247,7 +250,19 @@ class SegmentWidget(QWidget):
     def cancel(self) -> None:
         self.controller.cancel()
 
-    def closeEvent(self, event) -> None:  # the dock was closed: stop listening to the viewer
+    def showEvent(self, event) -> None:  # docked: napari's window and the dock's close button exist now
+        self._guard.watch(self)
+        super().showEvent(event)
+
+    def _shut_down(self) -> None:
+        """Stop listening to the viewer (the dock is being closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._guard.release()
         self.controller.close()
         self.review.close_review()
+
+    def closeEvent(self, event) -> None:
+        self._shut_down()
         super().closeEvent(event)

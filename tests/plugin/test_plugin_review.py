@@ -205,6 +205,9 @@ def test_keys_accept_and_cycle_classes(session, store, scene, qtbot):
 
 
 def test_unaccepted_edits_are_not_dropped_silently(session, store, scene, notes):
+    """Without a dialog to ask (a script), nothing painted is dropped: another
+    edit or an undo is refused, a removed edit layer's strokes stay in the
+    journal and come back on the next edit."""
     viewer, _, review, _ = session
     layer = review.edit(REGION)
     layer.paint((20, 20), 5)
@@ -216,9 +219,13 @@ def test_unaccepted_edits_are_not_dropped_silently(session, store, scene, notes)
     assert review.region == (0, 0, 50, 50) and len(viewer.layers) == 3
     np.testing.assert_array_equal(store.read(), scene[2])  # the discarded paint never reached the store
     viewer.layers[EDIT_LAYER_NAME].paint((5, 5), 3)
+    painted = np.array(viewer.layers[EDIT_LAYER_NAME].data)
     viewer.layers.remove(EDIT_LAYER_NAME)
     assert review.edit_layer is None
-    assert any("unaccepted changes" in n and "lost" in n for n in notes)
+    assert any("kept in the store's stroke journal" in n for n in notes)
+    assert review.edit(REGION) is None  # the kept strokes come back first
+    assert review.region == (0, 0, 50, 50) and review.dirty
+    np.testing.assert_array_equal(review.edit_layer.data, painted)
 
 
 def test_user_errors_are_one_notification(session, store, notes):
