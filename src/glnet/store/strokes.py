@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ class PendingEdit:
 
 def _pack(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    save: Any = np.savez_compressed  # (numpy's stubs reject **arrays)
+    save(buffer, **arrays)
     payload = buffer.getvalue()
     return _LENGTH.pack(len(payload)) + payload
 
