@@ -57,7 +57,12 @@ def run_one(args) -> dict:
         labels = scores.argmax(0) if mode != "global" else None
     else:
         # preparing the model (BatchNorm folding, channels-last) happens once per run, not per image
-        seg = Segmenter(GLNetCheckpoint(mode, model, DEEPGLOBE, fixed), args.device, args.precision, args.batch_size)
+        seg = Segmenter(
+            GLNetCheckpoint(mode, model, DEEPGLOBE, fixed),
+            device=args.device,
+            precision=args.precision,
+            batch_size=args.batch_size,
+        )
         t0 = time.perf_counter()
         if cuda:  # warm-up outside the timing (cuDNN autotuning, allocator)
             seg.segment(image)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stages.py global.pt global2local.pt local2global.pt [--seeds 0 200 201 202 203]
 
-Each checkpoint segments the same unseen synthetic scenes (``glnet.synthetic``;
+Each checkpoint segments the same unseen synthetic scenes (``glnet.data.synthetic``;
 the defaults are the plugin's sample scene, seed 0, and four more), and the
 table gives mIoU over classes 1-6 (DeepGlobe's protocol) and per-class IoU.
 Water (thin rivers) and urban (roads of 4-10 px, buildings) are the fine

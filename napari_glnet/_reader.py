@@ -1,28 +1,25 @@
 """napari reader: huge images as multiscale image layers, glnet label
 stores as multiscale labels layers in their class colours.
 
-Both come from the library (glnet.readers, glnet.labelstore): the plugin
+Both come from the library (glnet.io.readers, glnet.store.labelstore): the plugin
 only turns them into layer data.  A large flat JPEG/PNG is converted once
-into a cached pyramid by glnet.readers, so napari never holds level 0.
+into a cached pyramid by glnet.io.readers, so napari never holds level 0.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".zarr")
-
-
-def _is_label_store(path: Path) -> bool:
-    return path.suffix == ".zarr" and (path / "labels").is_dir() and (path / ".glnet").is_dir()
-
 
 def get_reader(path):
     """npe2 reader hook: a callable for paths we read, else None."""
+    from glnet.io.readers import IMAGE_SUFFIXES
+    from glnet.store.labelstore import is_label_store
+
     if not isinstance(path, str):
         return None
     p = Path(path)
-    if _is_label_store(p):
+    if is_label_store(p):
         return read_label_store
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return read_image

@@ -18,12 +18,14 @@ from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxL
 
 from .guard import ask_with_dialog, later
 from .iou_panel import IoUPanel
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY, ReviewController, notify
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY, ReviewController
+from .workers import notify
 
 if TYPE_CHECKING:
     import napari
 
-    from glnet.store.labelstore import LabelStore, Region
+    from glnet.geometry import Region
+    from glnet.store.labelstore import LabelStore
 
 
 class ReviewWidget(QWidget):

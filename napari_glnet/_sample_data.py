@@ -1,7 +1,7 @@
 """npe2 sample data: a synthetic land-cover scene with its exact ground truth.
 
 So a new user can try segmenting, reviewing and scoring without any file:
-File › Open Sample › GLNet.  The scene is :class:`glnet.synthetic.SyntheticScene`
+File › Open Sample › GLNet.  The scene is :class:`glnet.data.synthetic.SyntheticScene`
 (the same generator as ``sample_data/make_sample.py``) with DeepGlobe's seven
 classes; 1024 x 1024 px renders in about a second on one CPU core (2048 px
 takes about 4 s).  The ground-truth layer carries the class table in

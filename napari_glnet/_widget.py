@@ -1,8 +1,8 @@
 """The GLNet dock widget: the form, nothing else.
 
 Layout only: what to segment (image layer), with what (checkpoint, mode for
-the authors' files, device, precision, batch size, label store) and the
-buttons.  The work is the controller's (napari_glnet.controller: workers,
+the authors' files, device, precision, batch size, patch size,
+coarse-to-fine, label store) and the buttons.  The work is the controller's (napari_glnet.controller: workers,
 layers, camera, right-click menu, keys) and the session's
 (napari_glnet.session: the glnet library on the view).  Qt comes only
 through magicgui and qtpy.
@@ -18,19 +18,20 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
+from glnet.inference.coarse import CoarseToFine
+from glnet.inference.spec import ModelSpec
 
 from ._review_widget import ReviewWidget
 from .controller import KEYS, Settings, ViewController
 from .guard import CloseGuard
-from .session import ModelChoice, load_checkpoint_any
 
 if TYPE_CHECKING:
     import napari
 
-MODES = ("global", "global2local", "local2global")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
+FROM_CHECKPOINT = ("from the checkpoint", "")  # the Mode choice for our checkpoints, which record theirs
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 CPU_NOTE = "Running on the CPU (no CUDA GPU in use): refining big views takes a while."
 
@@ -45,10 +46,10 @@ def class_table_html(classes) -> str:
     return "<br>".join(rows)
 
 
-def _class_table_text(weights: str, mode: str, global_weights: str | None) -> str:
+def _class_table_text(spec: ModelSpec) -> str:
     """The checkpoint's class table as rich text, or what is wrong with the file."""
     try:
-        return class_table_html(load_checkpoint_any(weights, mode, global_weights).classes)
+        return class_table_html(spec.checkpoint().classes)
     except GLNetError as e:
         return html.escape(str(e))
 
@@ -65,15 +66,24 @@ class SegmentWidget(QWidget):
         self.weights = FileEdit(label="Checkpoint", mode="r", filter=CHECKPOINT_FILTER)
         self.mode = ComboBox(
             label="Mode",
-            choices=MODES,
-            value="global2local",
-            tooltip="Only for the authors' .pth files; our checkpoints record their own mode",
+            choices=[FROM_CHECKPOINT, *((m, m) for m in Mode.choices())],
+            value=FROM_CHECKPOINT[1],
+            tooltip="The authors' .pth files need it; our checkpoints record their own mode",
         )
         self.global_weights = FileEdit(label="Global ckpt", mode="r", filter=CHECKPOINT_FILTER, visible=False)
         self.global_weights.tooltip = "The authors' fpn_deepglobe_global.pth (their local2global needs it)"
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
-        self.precision = ComboBox(label="Precision", choices=PRECISIONS, value="fp32")
+        self.precision = ComboBox(label="Precision", choices=Precision.choices(), value=Precision.FP32.value)
         self.batch_size = SpinBox(label="Batch size", value=4, min=1, max=256, tooltip="patches per batch")
+        self.patch_size = SpinBox(
+            label="Patch size", value=0, min=0, max=4096, step=4, tooltip="px per side of a local patch"
+        )
+        self.patch_size.native.setSpecialValueText("checkpoint's")  # 0: the size the model was trained with
+        self.coarse_to_fine = CheckBox(text="Coarse-to-fine", value=False)
+        self.coarse_to_fine.tooltip = (
+            "Binary, imbalanced tasks: refine only the patches near the global prediction's foreground "
+            "(class != 0); the others keep the global prediction"
+        )
         self.store = FileEdit(
             label="Label store",
             mode="d",
@@ -104,6 +114,8 @@ class SegmentWidget(QWidget):
                 self.device,
                 self.precision,
                 self.batch_size,
+                self.patch_size,
+                self.coarse_to_fine,
                 self.store,
                 Container(widgets=[self.segment_button, self.cancel_button], layout="horizontal", labels=False),
                 self.auto,
@@ -159,7 +171,7 @@ class SegmentWidget(QWidget):
             self.image.value = choices[-1]
 
     def _on_mode(self, mode: str) -> None:
-        self.global_weights.visible = mode == "local2global"
+        self.global_weights.visible = mode == Mode.LOCAL2GLOBAL
         self._show_classes()
 
     def _on_auto(self, value: bool) -> None:
@@ -185,12 +197,16 @@ class SegmentWidget(QWidget):
         from napari.qt.threading import create_worker
 
         try:
-            weights = self._file(self.weights.value, "checkpoint")
+            spec = ModelSpec(
+                weights=self._file(self.weights.value, "checkpoint"),
+                mode=self.mode.value or None,
+                global_weights=self._global_weights(),
+            )
         except GLNetError:
             self.classes.value = ""
             return
         self.classes.value = "reading the class table..."
-        worker = create_worker(_class_table_text, weights, self.mode.value, self._global_weights(), _start_thread=False)
+        worker = create_worker(_class_table_text, spec, _start_thread=False)
         worker.returned.connect(lambda text: setattr(self.classes, "value", text))
         worker.finished.connect(lambda: setattr(self, "_classes_worker", None))
         self._classes_worker = worker
@@ -209,7 +225,7 @@ class SegmentWidget(QWidget):
         return str(path)
 
     def _global_weights(self) -> str | None:
-        if self.mode.value == "local2global" and str(self.global_weights.value) not in ("", "."):
+        if self.mode.value == Mode.LOCAL2GLOBAL and str(self.global_weights.value) not in ("", "."):
             return self._file(self.global_weights.value, "global checkpoint")
         return None
 
@@ -219,17 +235,18 @@ class SegmentWidget(QWidget):
         if layer is None:
             raise GLNetError("add an RGB image layer first (File > Open)")
         weights = self._file(self.weights.value, "checkpoint")
-        model = ModelChoice(
-            weights,
-            self.mode.value,
-            self._global_weights(),
-            self.device.value,
-            self.precision.value,
-            int(self.batch_size.value),
-            os.path.getmtime(weights),
+        model = ModelSpec(
+            weights=weights,
+            mode=self.mode.value or None,
+            global_weights=self._global_weights(),
+            device=self.device.value,
+            precision=self.precision.value,
+            batch_size=int(self.batch_size.value),
+            size_p=int(self.patch_size.value) or None,
+            coarse_to_fine=CoarseToFine() if self.coarse_to_fine.value else None,
         )
         store = str(self.store.value) if str(self.store.value) not in ("", ".") else None
-        return Settings(model, layer, store)
+        return Settings(model, layer, store, os.path.getmtime(weights))
 
     def _on_store_ready(self, store, layer) -> None:
         before = self.review.review

@@ -1,6 +1,6 @@
 """npe2 writer: a Labels layer → a glnet label store (OME-Zarr, NGFF 0.5).
 
-The store is :class:`glnet.labelstore.LabelStore`, so the file opens again in
+The store is :class:`glnet.store.labelstore.LabelStore`, so the file opens again in
 napari through our reader, in ome-zarr tools as an OME-Zarr label image, and
 in ``glnet export`` for retraining.  Level 0 is copied in strips of whole
 store chunks, so a multiscale (dask/zarr) layer of any size is never held in
@@ -27,16 +27,13 @@ from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.store.labelstore import LabelStore
 
+from .layers import level0
+from .workers import notify
+
 log = logging.getLogger(__name__)
 
 CHUNK = 512
 MIN_SIZE = 256
-
-
-def _level0(data: Any) -> Any:
-    if isinstance(data, (list, tuple)) or type(data).__name__ == "MultiScaleData":
-        return data[0]
-    return data
 
 
 def _strips(shape: tuple[int, int], rows: int):
@@ -75,11 +72,11 @@ def write_label_store(path: str | os.PathLike[str], data: Any, meta: dict) -> li
     path = Path(path)
     if path.suffix != ".zarr":
         path = path.with_name(path.name + ".zarr")
-    level0 = _level0(data)
-    if len(level0.shape) != 2:
-        raise GLNetError(f"only 2D labels can be saved as a label store; this layer is {len(level0.shape)}D")
-    if np.dtype(level0.dtype).kind not in "iub":
-        raise GLNetError(f"labels must be integers, got {level0.dtype}")
+    labels = level0(data)
+    if len(labels.shape) != 2:
+        raise GLNetError(f"only 2D labels can be saved as a label store; this layer is {len(labels.shape)}D")
+    if np.dtype(labels.dtype).kind not in "iub":
+        raise GLNetError(f"labels must be integers, got {labels.dtype}")
     metadata = meta.get("metadata") or {}
     own = metadata.get("glnet_store")
     if own and path.exists() and Path(own).resolve() == path.resolve():
@@ -91,14 +88,14 @@ def write_label_store(path: str | os.PathLike[str], data: Any, meta: dict) -> li
     if own and Path(own).is_dir():  # keep where the labels came from (export needs the image)
         with contextlib.suppress(GLNetError):
             attrs = LabelStore.open(own, mode="r").attrs
-    classes = _classes(level0, meta)
+    classes = _classes(labels, meta)
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        store = LabelStore.create(tmp, tuple(level0.shape), classes, chunk=CHUNK, min_size=MIN_SIZE, attrs=attrs)
+        store = LabelStore.create(tmp, tuple(labels.shape), classes, chunk=CHUNK, min_size=MIN_SIZE, attrs=attrs)
         for top, bottom in _strips(store.shape, CHUNK):
-            store.write((top, 0, bottom, store.shape[1]), np.asarray(level0[top:bottom]), edit=False)
+            store.write((top, 0, bottom, store.shape[1]), np.asarray(labels[top:bottom]), edit=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -121,7 +118,5 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     try:
         return write_label_store(path, data, meta)
     except GLNetError as exc:
-        from napari.utils.notifications import show_error
-
-        show_error(f"Labels not saved: {exc}")
+        notify("error", f"Labels not saved: {exc}")
         return []

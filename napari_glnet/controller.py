@@ -16,27 +16,29 @@ What it listens to:
 * a right-click without drag on the canvas (``viewer.mouse_drag_callbacks``,
   since napari has no canvas context menu): "Segment region here",
   "Segment visible view", "Segment selected rectangle", "Mark region reviewed";
-* keys: ``KEYS`` below.  ``RESERVED_KEYS`` are left for the review side.
+* keys: ``KEYS`` below.  ``RESERVED_KEYS`` are the review side's.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal
 
 from glnet.errors import GLNetError
-from glnet.inference.engine import Region
+from glnet.geometry import Region, enclosing
+from glnet.inference.memory import Fallback, is_out_of_memory, with_memory_fallback
+from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
+from .layers import camera, level0, to_data, visible_region
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY
 from .session import (
-    ModelChoice,
     Overview,
     RefineProgress,
     ViewSession,
@@ -45,6 +47,7 @@ from .session import (
     open_store,
     overview_placement,
 )
+from .workers import Failed, notify
 
 if TYPE_CHECKING:
     import napari
@@ -54,7 +57,8 @@ log = logging.getLogger(__name__)
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
-RESERVED_KEYS = {"accept": "Shift-J", "next_class": "Shift-N"}  # for the review side; also free
+# what the review side binds (napari_glnet.review): this side leaves them alone
+RESERVED_KEYS = {"accept": ACCEPT_KEY, "next_class": NEXT_CLASS_KEY, "undo_accept": UNDO_ACCEPT_KEY}
 DEBOUNCE_MS = 300
 MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
@@ -65,9 +69,10 @@ CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click,
 class Settings:
     """The widget's current choices (the controller asks for them per request)."""
 
-    model: ModelChoice
+    model: ModelSpec
     layer: Any  # napari.layers.Image
     store_path: str | None = None  # None: the image's default store in the cache
+    model_mtime: float = 0.0  # the checkpoint file's: a rewritten file is loaded again
 
 
 # -- messages from the worker (plain values: the main thread acts on them) -------
@@ -90,11 +95,6 @@ class _Done:
     refined: bool
 
 
-@dataclass
-class _Failed:
-    message: str
-
-
 @dataclass(frozen=True)
 class _Request:
     settings: Settings
@@ -104,13 +104,9 @@ class _Request:
     threads: int = 1
 
 
-def layer_level0(layer) -> Any:
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
 def layer_pixels(layer) -> Any:
     """An image layer's level 0 as (H, W, 3) uint8, lazily where it was lazy."""
-    data = layer_level0(layer)
+    data = level0(layer)
     ndim = len(data.shape) - (1 if layer.rgb else 0)
     if ndim != 2:
         raise GLNetError(f"GLNet segments 2D images; the layer '{layer.name}' has {ndim} dimensions")
@@ -123,26 +119,23 @@ def layer_pixels(layer) -> Any:
     return to_rgb8(da.asarray(data), layer.name)
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
-
-
 class _Runner:
     """The worker thread's state: the loaded model and the session, reused
     between requests.  Only one worker runs at a time, so no locks."""
 
     def __init__(self) -> None:
-        self.model: ModelChoice | None = None
+        self.model: tuple[ModelSpec, float] | None = None
         self.segmenter = None
         self.key: tuple | None = None
         self.session: ViewSession | None = None
         self.data = None  # held so the id() in key cannot be reused
 
-    def segmenter_for(self, model: ModelChoice):
+    def segmenter_for(self, settings: Settings):
         loaded = False
+        model = (settings.model, settings.model_mtime)
         if model != self.model:
             self.segmenter = self.model = self.session = self.key = self.data = None
-            self.segmenter = model.load()
+            self.segmenter = settings.model.load()
             self.model, loaded = model, True
         return self.segmenter, loaded
 
@@ -150,7 +143,7 @@ class _Runner:
         """The session of this layer's data (``raw``: what the layer holds,
         ``pixels``: it as RGB uint8), kept while neither changes."""
         layer = settings.layer
-        key = (settings.model, id(layer), id(raw), settings.store_path)
+        key = (settings.model, settings.model_mtime, id(layer), id(raw), settings.store_path)
         if key == self.key and self.session is not None:
             return self.session, False
         path = settings.store_path or default_store_path(
@@ -164,29 +157,29 @@ class _Runner:
 
 def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
     """The worker's generator: _Ready, the overview, then the refinement,
-    one yield per patch batch; returns _Done, or _Failed for the user's
+    one yield per patch batch; returns _Done, or a Failed message for the user's
     problems (bad checkpoint, out of memory on the CPU, a store that must not
     be replaced) so they reach the user as one line."""
     from glnet.runtime import set_threads
 
     try:
         set_threads(request.threads)  # a worker thread's default is not what we want
-        seg, loaded = runner.segmenter_for(request.settings.model)
+        seg, loaded = runner.segmenter_for(request.settings)
         session, new = runner.session_for(request.settings, raw, pixels)
         yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
         region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
-        yield from _with_fallback(runner, request, lambda: _overview_steps(session, region))
+        yield from _with_fallback(runner, lambda: _overview_steps(session, region))
         refine = request.refine
         if refine is None:
             refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
         if refine:
-            yield from _with_fallback(runner, request, lambda: session.refine(region))
+            yield from _with_fallback(runner, lambda: session.refine(region))
         return _Done(region, refine)
     except GLNetError as e:
-        return _Failed(str(e))
+        return Failed(e)
     except (MemoryError, RuntimeError) as e:
         if is_out_of_memory(e):
-            return _Failed("out of memory: lower the batch size, or segment a smaller region")
+            return Failed("out of memory: lower the batch size, or segment a smaller region")
         raise
 
 
@@ -195,28 +188,19 @@ def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
         yield session.current_overview()
 
 
-def _with_fallback(runner: _Runner, request: _Request, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """Run ``steps()``; on CUDA out-of-memory retry with half the batch, then
-    on the CPU, saying so each time (finished work is kept)."""
-    import torch
+def _with_fallback(runner: _Runner, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """Run ``steps()``; out of memory, the library's fallback (half the batch,
+    then the CPU) runs it again on the session's new Segmenter, which the
+    runner keeps; the user is told each time (finished scenes are kept)."""
 
-    while True:
-        try:
-            yield from steps()
-            return
-        except (MemoryError, RuntimeError) as e:
-            seg = runner.segmenter
-            if not is_out_of_memory(e) or seg.device.type != "cuda":
-                raise
-            torch.cuda.empty_cache()
-            if seg.batch_size > 1:
-                seg.batch_size //= 2
-                runner.session.set_segmenter(seg)
-                yield _Warn(f"out of GPU memory: retrying with batch size {seg.batch_size}")
-            else:
-                runner.segmenter = request.settings.model.load(device="cpu", batch_size=1)
-                runner.session.set_segmenter(runner.segmenter)
-                yield _Warn("out of GPU memory even with batch size 1: continuing on the CPU (slower)")
+    def on(seg) -> Iterator[Any]:
+        if seg is not runner.segmenter:
+            runner.segmenter = seg
+            runner.session.set_segmenter(seg)
+        return steps()
+
+    for item in with_memory_fallback(runner.segmenter, on):
+        yield _Warn(item.message) if isinstance(item, Fallback) else item
 
 
 # -- the controller -----------------------------------------------------------------
@@ -283,45 +267,28 @@ class ViewController:
     @property
     def camera(self):
         """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
-        scene = getattr(self.viewer, "scene", None)
-        return scene.camera if scene is not None else self.viewer.camera
+        return camera(self.viewer)
 
     def visible_region(self, layer=None) -> Region | None:
-        """The image pixels in view: camera.center +- canvas size / 2 / zoom,
-        mapped into the layer's data and clipped; None when none is in view.
-        Without a canvas (a ViewerModel) the whole image."""
+        """The image pixels in view (see ``napari_glnet.layers.visible_region``);
+        None when none is in view.  Without a canvas (a ViewerModel) the whole image."""
         layer = layer if layer is not None else self._layer()
         if layer is None:
             return None
-        shape = self._image_shape(layer)
-        canvas = getattr(self.viewer, "canvas", None)
-        if canvas is None:
-            return (0, 0, *shape)
-        half = np.asarray(canvas.size, float) / 2 / self.camera.zoom
-        center = np.asarray(self.camera.center[-2:], float)
-        corners = [self._to_data(layer, center + d * half) for d in (np.array([-1, -1]), np.array([1, 1]))]
-        lo, hi = np.minimum(*corners), np.maximum(*corners)
-        top, left = max(0, math.floor(lo[0])), max(0, math.floor(lo[1]))
-        bottom, right = min(shape[0], math.ceil(hi[0])), min(shape[1], math.ceil(hi[1]))
-        return (top, left, bottom, right) if top < bottom and left < right else None
-
-    def _to_data(self, layer, world_yx) -> np.ndarray:
-        point = list(self.viewer.dims.point)
-        point[-2:] = world_yx
-        return np.asarray(layer.world_to_data(point))[-2:]
+        return visible_region(self.viewer, layer, self._image_shape(layer))
 
     def data_position(self, world_position) -> tuple[float, float] | None:
         """World coordinates (event.position) -> image pixel (y, x), None off the image."""
         layer = self._layer()
         if layer is None:
             return None
-        y, x = self._to_data(layer, np.asarray(world_position, float)[-2:])
+        y, x = to_data(self.viewer, layer, np.asarray(world_position, float)[-2:])
         h, w = self._image_shape(layer)
         return (float(y), float(x)) if 0 <= y < h and 0 <= x < w else None
 
     @staticmethod
     def _image_shape(layer) -> tuple[int, int]:
-        data = layer_level0(layer)
+        data = level0(layer)
         return int(data.shape[0]), int(data.shape[1])
 
     def _layer(self):
@@ -349,11 +316,7 @@ class ViewController:
             return None
         corners = np.asarray(shapes.data[chosen[0]])[:, -2:]
         world = [shapes.data_to_world(np.r_[np.zeros(shapes.ndim - 2), c]) for c in corners]
-        data = np.array([self._to_data(layer, np.asarray(w)[-2:]) for w in world])
-        h, w = self._image_shape(layer)
-        t, l = max(0, math.floor(data[:, 0].min())), max(0, math.floor(data[:, 1].min()))
-        b, r = min(h, math.ceil(data[:, 0].max())), min(w, math.ceil(data[:, 1].max()))
-        return (t, l, b, r) if t < b and l < r else None
+        return enclosing([to_data(self.viewer, layer, np.asarray(w)[-2:]) for w in world], self._image_shape(layer))
 
     # -- requests ----------------------------------------------------------------------
     @property
@@ -382,17 +345,15 @@ class ViewController:
 
     def mark_reviewed(self, region: Region | None = None) -> Region | None:
         """Record ``region`` (default: the visible view) as checked by a person."""
-        from napari.utils.notifications import show_info, show_warning
-
         if self.session is None:
-            show_warning("segment the image first: there is no label store yet")
+            notify("warning", "segment the image first: there is no label store yet")
             return None
         region = region or self.visible_region()
         if region is None:
-            show_warning("no part of the image is in view")
+            notify("warning", "no part of the image is in view")
             return None
         region = self.session.mark_reviewed(region)
-        show_info(f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
+        notify("info", f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
         return region
 
     def _request(
@@ -405,8 +366,6 @@ class ViewController:
         """Start (or queue behind the running worker) one request.  ``quiet``
         (requests the camera made): form problems go to the status line, not
         to a notification on every pan."""
-        from napari.utils.notifications import show_error
-
         try:
             if self.get_settings is None:
                 raise GLNetError("open the GLNet widget first")
@@ -419,9 +378,10 @@ class ViewController:
             if quiet:
                 self.status.emit(str(e))
             else:
-                show_error(str(e))
+                notify("error", str(e))
             return
         region = None if region is None else tuple(int(v) for v in region)
+        settings = replace(settings, model=settings.model.replace(threads=self.threads))  # one core for the GUI
         request = _Request(settings, region, point, refine, self.threads)
         if self.worker is not None:  # the old view's work stops at its next batch; then this starts
             self._pending = request
@@ -431,17 +391,16 @@ class ViewController:
 
     def _start(self, request: _Request) -> None:
         from napari.qt.threading import create_worker
-        from napari.utils.notifications import show_error
 
         try:
             pixels = layer_pixels(request.settings.layer)
         except GLNetError as e:
-            show_error(str(e))
+            notify("error", str(e))
             self.busy.emit(False)
             return
         layer = request.settings.layer
         self._placement = {"scale": tuple(layer.scale[-2:]), "translate": tuple(layer.translate[-2:])}
-        worker = create_worker(view_job, self._runner, request, layer_level0(layer), pixels, _start_thread=False)
+        worker = create_worker(view_job, self._runner, request, level0(layer), pixels, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(lambda: self._on_finished(worker))
@@ -466,16 +425,14 @@ class ViewController:
         elif isinstance(item, _Ready):
             self._on_ready(item)
         elif isinstance(item, _Warn):
-            from napari.utils.notifications import show_warning
-
-            show_warning(item.message)
+            notify("warning", item.message)
 
     def _on_ready(self, ready: _Ready) -> None:
-        from napari.utils.notifications import show_warning
-
         self.device.emit(ready.device)
         if ready.untrained:
-            show_warning("This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless.")
+            notify(
+                "warning", "This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless."
+            )
         layers = self.viewer.layers
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
@@ -483,11 +440,9 @@ class ViewController:
         self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 
     def _on_returned(self, outcome) -> None:
-        from napari.utils.notifications import show_error
-
-        if isinstance(outcome, _Failed):
+        if isinstance(outcome, Failed):
             self.status.emit("failed")
-            show_error(outcome.message)
+            notify("error", outcome)
         elif isinstance(outcome, _Done):
             self.refresh_labels()
             t, l, b, r = outcome.region

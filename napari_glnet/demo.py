@@ -54,13 +54,15 @@ def ensure_untrained_checkpoint(path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from glnet.constants import Mode
+
     p = argparse.ArgumentParser(
         prog="python -m napari_glnet.demo",
         description="Segment a DeepGlobe image with GLNet in napari (headless without a screen).",
     )
     p.add_argument("--image", help="RGB image (default: the plugin's synthetic sample scene, with ground truth)")
     p.add_argument("--weights", help=f"checkpoint (default: {DEMO_WEIGHTS.relative_to(REPO)})")
-    p.add_argument("--mode", choices=["global", "global2local", "local2global"], help="only for the authors' files")
+    p.add_argument("--mode", choices=Mode.choices(), help="only for the authors' files")
     p.add_argument("--global-weights", help="the authors' global checkpoint (their local2global needs it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=4, help="patches per batch (default 4)")
@@ -102,11 +104,9 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
     import numpy as np
     from tqdm import tqdm
 
-    from glnet.checkpoint import load_checkpoint
     from glnet.errors import GLNetError
-    from glnet.inference.engine import Segmenter
+    from glnet.inference.spec import ModelSpec
     from glnet.io.labels import write_label
-    from glnet.runtime import set_threads
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,11 +114,17 @@ def run_headless(image_path: Path, image, weights: Path, args, truth=None) -> in
     if out.resolve() == image_path.resolve():
         raise GLNetError(f"output {out} is the input image: refusing to overwrite it")
 
-    set_threads(None)
-    ckpt = load_checkpoint(weights, mode=args.mode, global_path=args.global_weights)
+    spec = ModelSpec(
+        weights=weights,
+        mode=args.mode,
+        global_weights=args.global_weights,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    seg = spec.load()
+    ckpt = seg.checkpoint
     if ckpt.extra.get("untrained"):
         print("note: this checkpoint is UNTRAINED (it exercises the pipeline; its classes are meaningless)")
-    seg = Segmenter(ckpt, device=args.device, batch_size=args.batch_size)
     if seg.device.type == "cpu":
         print("running on the CPU (no CUDA GPU in use): big images take a while")
     session = seg.open(image)

@@ -9,48 +9,22 @@ before and after on the export's held-out tiles) is one notification.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from glnet.errors import GLNetError
+from .workers import Failed, notify, relay
 
 
-class _Failed(str):
-    """A worker's failure as a message (superqt re-raises returned exceptions)."""
-
-
-def finetune_steps(source: str, data: str, output: str, options: dict) -> Iterator[Any]:
+def finetune_steps(source: str, data: str, output: str, options: dict) -> Generator[Any, None, Any]:
     """Run the fine-tune in a thread; yield ``(epoch, done, total, loss)`` per batch,
     return the :class:`~glnet.train.finetune.FinetuneResult` (or a failure message)."""
     from glnet.train.finetune import FinetuneConfig, finetune
 
-    events: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    outcome: dict[str, Any] = {}
+    def call(report: Callable[..., None], should_stop: Callable[[], bool]) -> Any:
+        return finetune(FinetuneConfig(Path(source), Path(data), Path(output), **options), report, should_stop)
 
-    def run() -> None:
-        try:
-            config = FinetuneConfig(Path(source), Path(data), Path(output), **options)
-            outcome["result"] = finetune(config, lambda *batch: events.put(batch), stop.is_set)
-        except GLNetError as e:
-            outcome["result"] = _Failed(str(e))
-        except Exception as e:  # an unexpected failure still ends as a message
-            outcome["result"] = _Failed(f"{type(e).__name__}: {e}")
-        finally:
-            events.put(None)
-
-    thread = threading.Thread(target=run, name="glnet-finetune", daemon=True)
-    thread.start()
-    try:
-        while (item := events.get()) is not None:
-            yield item
-    finally:  # also when the worker is quit: stop after the batch in progress
-        stop.set()
-        thread.join()
-    return outcome.get("result")
+    return (yield from relay(call, "glnet-finetune"))
 
 
 def start_finetune(
@@ -59,19 +33,19 @@ def start_finetune(
     """Start fine-tuning in a worker with a progress bar; ``on_done(result)``
     runs on the GUI thread after a successful run.  Returns the worker."""
     from napari.qt.threading import create_worker
-    from napari.utils.notifications import show_error, show_info
 
     def finished(result: Any) -> None:
         if result is None:  # cancelled before the library returned
-            show_info("Fine-tuning cancelled")
+            notify("info", "Fine-tuning cancelled")
             return
-        if isinstance(result, _Failed):
-            show_error(f"Fine-tuning failed: {result}")
+        if isinstance(result, Failed):
+            notify("error", f"Fine-tuning failed: {result}")
             return
         verdict = "better" if result.improved else "NOT better: keep the old checkpoint"
-        show_info(
+        notify(
+            "info",
             f"Fine-tuned {result.epochs} epoch(s) -> {result.output}: held-out mIoU "
-            f"{result.miou_before:.3f} before, {result.miou_after:.3f} after ({verdict})"
+            f"{result.miou_before:.3f} before, {result.miou_after:.3f} after ({verdict})",
         )
         if on_done is not None:
             on_done(result)

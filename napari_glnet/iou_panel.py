@@ -48,17 +48,13 @@ from qtpy.QtWidgets import (
 )
 
 from glnet.errors import GLNetError
+from glnet.geometry import Region
 from glnet.metrics import ConfusionMatrix, Scores
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
+from napari_glnet.layers import level0, visible_region
 from napari_glnet.region_metrics import StoreConfusion
-from napari_glnet.retrain import Failed
-from napari_glnet.review import (
-    EDIT_LAYER_NAME,
-    ReviewController,
-    find_store_layer,
-    notify,
-    painted_box,
-)
+from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer, painted_box
+from napari_glnet.workers import Failed, notify
 
 if TYPE_CHECKING:
     import napari
@@ -73,28 +69,10 @@ SYNC_PIXELS = 1_000_000
 MASK_FILTER = "Label masks (*.png *.tif *.tiff);;All files (*)"
 
 
-def visible_region(viewer: napari.Viewer, layer: Any, shape: tuple[int, int]) -> Region | None:
-    """The level-0 pixels of ``layer`` in view: camera.center ± canvas.size/2/zoom
-    (napari 0.9; ``layer.corner_pixels`` is a lazily refreshed superset), mapped
-    with ``layer.world_to_data`` and clipped to ``shape``; None if off-screen."""
-    half = np.asarray(viewer.canvas.size, float) / 2 / viewer.scene.camera.zoom
-    center = np.asarray(viewer.scene.camera.center[-2:], float)
-    corners = [center - half, center + half]
-    if layer is not None:
-        corners = [np.asarray(layer.world_to_data(c))[-2:] for c in corners]
-    (t, l), (b, r) = np.minimum(*corners), np.maximum(*corners)
-    region = (max(math.floor(t), 0), max(math.floor(l), 0), min(math.ceil(b), shape[0]), min(math.ceil(r), shape[1]))
-    return region if region[0] < region[2] and region[1] < region[3] else None
-
-
 def _same(a: Any, b: Any) -> bool:
     """The same layer, seen through napari's proxies (the widget's viewer is a
     ``PublicOnlyProxy``: its layers are proxies, ``is`` fails, ``==`` does not)."""
     return a is b or (a is not None and b is not None and a == b)
-
-
-def _level0(layer: Labels) -> Any:
-    return layer.data[0] if layer.multiscale else layer.data
 
 
 class IoUPanel(QWidget):
@@ -449,7 +427,7 @@ class IoUPanel(QWidget):
         layer = self._truth_layer
         if layer is not None and self.store is not None:
             try:
-                self._confusion = StoreConfusion(self.store, _level0(layer))
+                self._confusion = StoreConfusion(self.store, level0(layer))
             except GLNetError as exc:
                 notify("error", f"Cannot use {layer.name!r} as ground truth: {exc}")
                 self.truth_combo.blockSignals(True)

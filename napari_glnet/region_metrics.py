@@ -24,17 +24,13 @@ from typing import Any
 import numpy as np
 
 from glnet.errors import GLNetError
+from glnet.geometry import Region, intersect
 from glnet.metrics import ConfusionMatrix
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
 
 Overlay = tuple[Region, np.ndarray]
 CACHE_BYTES = 64 << 20  # block matrices kept at most (C*C int64 each)
 MIN_BLOCK = 512
-
-
-def _intersect(a: Region, b: Region) -> Region | None:
-    t, l, bo, r = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    return (t, l, bo, r) if t < bo and l < r else None
 
 
 def _area(region: Region) -> int:
@@ -103,10 +99,10 @@ class StoreConfusion:
         plan = []
         with self._lock:
             for key, block in self.blocks(region):
-                part = _intersect(block, region)
+                part = intersect(block, region)
                 if part is None:
                     continue
-                cacheable = part == block and not (overlay is not None and _intersect(block, overlay[0]))
+                cacheable = part == block and not (overlay is not None and intersect(block, overlay[0]))
                 plan.append((key, block, part, cacheable and key in self._cache))
         return plan
 
@@ -115,7 +111,7 @@ class StoreConfusion:
         t, l, b, r = part
         pred = self.store.read(part)
         if overlay is not None:
-            inside = _intersect(part, overlay[0])
+            inside = intersect(part, overlay[0])
             if inside is not None:
                 (ot, ol, _, _), labels = overlay
                 it, il, ib, ir = inside
@@ -150,7 +146,7 @@ class StoreConfusion:
             with self._lock:
                 cached = self._cache.get(key) if part == block else None
                 generation = self._generation.get(key, 0)
-            under_edit = overlay is not None and _intersect(part, overlay[0]) is not None
+            under_edit = overlay is not None and intersect(part, overlay[0]) is not None
             if cached is None or under_edit:
                 cm, n_out = self._count(part, overlay)
                 if part == block and not under_edit:

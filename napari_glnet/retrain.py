@@ -1,9 +1,9 @@
 """Export corrected labels for retraining: the widget's "Export for retraining".
 
-A thin client of :func:`glnet.export.export_tiles` (what ``glnet export``
+A thin client of :func:`glnet.store.export.export_tiles` (what ``glnet export``
 runs): the reviewed (or corrected, or all) regions of a label store and the
 image under them are cut into DeepGlobe-layout tiles with a ``manifest.json``,
-the folder ``glnet train --data DIR`` reads (:func:`glnet.export.read_export`).
+the folder ``glnet train --data DIR`` reads (:func:`glnet.data.dataset.read_export`).
 
 Embedding (the dock widget does this)::
 
@@ -18,27 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from glnet.errors import GLNetError
+from glnet.geometry import Region
 from glnet.store.export import export_tiles, tile_regions
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
+
+from .layers import level0
+from .workers import Failed, notify, relay
 
 log = logging.getLogger(__name__)
-
-WHICH = ("reviewed", "corrected", "all")
-
-
-def image_data(image: Any) -> Any:
-    """Level 0 of a napari Image layer (multiscale or not), or ``image`` itself."""
-    data = getattr(image, "data", image)
-    if getattr(image, "multiscale", False):
-        return data[0]
-    return data
 
 
 def _source(store: LabelStore, image: Any) -> str | None:
@@ -81,7 +72,7 @@ def export_for_retraining(
     """
     return export_tiles(
         store,
-        image_data(image),
+        level0(image),
         out_dir,
         tile=tile,
         which=which,
@@ -93,38 +84,14 @@ def export_for_retraining(
     )
 
 
-class Failed(str):
-    """A user-caused failure's message, returned by a worker rather than raised
-    (napari shows a worker's exception with its traceback; superqt even raises
-    an exception that is *returned*, hence not the GLNetError itself)."""
-
-
-def _export_steps(store: LabelStore, image: Any, out_dir: Path, options: dict) -> Iterator[int]:
+def _export_steps(store: LabelStore, image: Any, out_dir: Path, options: dict) -> Generator[int, None, Any]:
     """Generator for a napari worker: yields once per tile written, returns the
-    manifest or a :class:`Failed` message."""
-    ticks: queue.Queue = queue.Queue()
-    outcome: dict[str, Any] = {}
+    manifest or a :class:`~napari_glnet.workers.Failed` message."""
 
-    def run() -> None:
-        try:
-            outcome["manifest"] = export_for_retraining(
-                store, image, out_dir, progress=lambda done, total: ticks.put(done), **options
-            )
-        except GLNetError as exc:
-            outcome["manifest"] = Failed(exc)
-        except BaseException as exc:  # a bug: re-raised in the worker, so napari reports it
-            outcome["bug"] = exc
-        finally:
-            ticks.put(None)
+    def call(report: Callable[..., None], _should_stop: Callable[[], bool]) -> dict:
+        return export_for_retraining(store, image, out_dir, progress=lambda done, _total: report(done), **options)
 
-    thread = threading.Thread(target=run, name="glnet-export", daemon=True)
-    thread.start()
-    while (done := ticks.get()) is not None:
-        yield done
-    thread.join()
-    if "bug" in outcome:
-        raise outcome["bug"]
-    return outcome["manifest"]
+    return (yield from relay(call, "glnet-export"))
 
 
 def start_export(
@@ -139,19 +106,19 @@ def start_export(
     (one tick per tile); ``on_done(manifest)`` runs on the GUI thread when it
     succeeds, a failure is one error notification.  Returns the started worker."""
     from napari.qt.threading import create_worker
-    from napari.utils.notifications import show_error, show_info
 
     which, tile = options.get("which", "reviewed"), options.get("tile", 1024)
     total = len(tiles_to_export(store, which, tile))
 
     def finished(result: Any) -> None:
         if isinstance(result, Failed):
-            show_error(f"Export for retraining failed: {result}")
+            notify("error", f"Export for retraining failed: {result}")
             return
         n_val = sum(t["split"] == "val" for t in result["tiles"])
-        show_info(
+        notify(
+            "info",
             f"Exported {len(result['tiles'])} tiles ({n_val} for validation) to {out_dir}: "
-            f"train with  glnet train --data {out_dir}"
+            f"train with  glnet train --data {out_dir}",
         )
         if on_done is not None:
             on_done(result)

@@ -42,8 +42,10 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.store.labelstore import LabelStore, Region
+from glnet.geometry import Region
+from glnet.store.labelstore import LabelStore
 from glnet.store.strokes import StrokeJournal
+from napari_glnet.workers import Failed, notify
 
 from .edit_layer import EDIT_LAYER_NAME, EditLayer, painted_box
 
@@ -68,15 +70,6 @@ SYNC_ACCEPT_PIXELS = 1 << 20
 UNACCEPTED = ("Accept", "Discard", "Cancel")
 
 Ask = Callable[[str, Sequence[str]], str]
-
-
-def notify(kind: str, message: str) -> None:
-    """One napari notification: kind is "error", "warning" or "info"."""
-    from napari.utils import notifications
-
-    {"error": notifications.show_error, "warning": notifications.show_warning}.get(kind, notifications.show_info)(
-        message
-    )
 
 
 def find_store_layer(viewer: napari.Viewer, store: LabelStore) -> Labels | None:
@@ -134,15 +127,11 @@ class Change:
     undo: bool = False
 
 
-class _Failed(str):
-    """A write's failure as a message (a worker returns it rather than raising)."""
-
-
-def _write(store: LabelStore, region: Region, labels: np.ndarray) -> dict | _Failed | None:
+def _write(store: LabelStore, region: Region, labels: np.ndarray) -> dict | Failed | None:
     try:
         return store.write(region, labels, edit=True)
     except GLNetError as exc:
-        return _Failed(str(exc))
+        return Failed(str(exc))
 
 
 class ReviewController:
@@ -342,7 +331,7 @@ class ReviewController:
 
     def _accepted(self, edit: EditLayer, result: Any, before: np.ndarray, labels: np.ndarray) -> dict | None:
         edit.layer.editable = True
-        if isinstance(result, _Failed):
+        if isinstance(result, Failed):
             notify("error", f"Edits not accepted: {result}")
             return None
         edit.rebase(labels)  # show what the store holds now; the journal starts afresh
@@ -552,7 +541,6 @@ __all__ = [
     "ReviewController",
     "describe_changes",
     "find_store_layer",
-    "notify",
     "painted_box",
     "refresh_store_layer",
 ]

@@ -4,14 +4,14 @@ No Qt and no napari here (the controller is the napari glue), so all of it
 runs and is tested without a screen.  A :class:`ViewSession` joins three
 library pieces:
 
-* a ``glnet.scenes.SceneSession`` over the (lazy) image: an image no
+* a ``glnet.inference.scenes.SceneSession`` over the (lazy) image: an image no
   larger than one scene is one scene and gets exactly the core engine's
   result; finished patches and scenes are kept, so re-targeting the view
   never recomputes what is done;
 * a fast **overview**: each scene's global-branch labels, sampled on a
   coarse canvas (about one canvas pixel per global-logit pixel), shown while
   the patches run;
-* a ``glnet.labelstore.LabelStore`` that refined labels go into, tile by
+* a ``glnet.store.labelstore.LabelStore`` that refined labels go into, tile by
   tile (so each tile appears as soon as it is done, and memory stays one
   tile's logits whatever the view size).  Predictions never overwrite a
   person's corrections (the store's recorded edit regions).
@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.inference.engine import Region, Segmenter
-from glnet.inference.scenes import SceneGrid, SceneSession, intersect
-from glnet.store.labelstore import LabelStore, level_region
+from glnet.geometry import Region, intersect, level_region
+from glnet.inference.engine import Segmenter
+from glnet.inference.scenes import SceneGrid, SceneSession
+from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +46,7 @@ TILE = 1024  # refined labels are written in tiles of 2 x 2 store chunks
 STORE_CHUNK = 512
 
 
-# -- choosing the model and the store -------------------------------------------
-@dataclass(frozen=True)
-class ModelChoice:
-    """What the form says about the model; also the key of a loaded Segmenter.
-
-    ``mode`` and ``global_weights`` matter only for the authors' ``.pth``
-    files (ours record their own mode)."""
-
-    weights: str
-    mode: str = "global2local"
-    global_weights: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 4
-    mtime: float = 0.0  # a rewritten file is loaded again
-
-    def load(self, device: str | None = None, batch_size: int | None = None) -> Segmenter:
-        """Load the checkpoint and place it (seconds: call it off the GUI thread)."""
-        ckpt = load_checkpoint_any(self.weights, self.mode, self.global_weights)
-        return Segmenter(ckpt, device or self.device, self.precision, batch_size or self.batch_size)
-
-
-def load_checkpoint_any(weights: str, mode: str, global_weights: str | None = None):
-    """Our checkpoints know their mode; the authors' files need the form's mode.
-
-    Tries our format first (ignoring ``mode``) and falls back to the
-    authors' layout for ``mode``."""
-    from glnet.checkpoint import load_checkpoint
-
-    try:
-        return load_checkpoint(weights)
-    except GLNetError:
-        return load_checkpoint(weights, mode=mode, global_path=global_weights)
-
-
+# -- choosing the store -------------------------------------------------------------
 def image_identity(source: str | os.PathLike | None, data: Any, name: str = "") -> str:
     """A short key naming an image, for its default label store.
 
@@ -235,8 +202,9 @@ class ViewSession:
 
     @staticmethod
     def _key(seg: Segmenter) -> str:
-        c = seg.checkpoint
-        return f"{c.source}|{seg.mode}|{seg.size_g}|{seg.size_p}|{c.scene_size}|{len(c.classes)}"
+        c, ctf = seg.checkpoint, seg.coarse_to_fine
+        key = f"{c.source}|{seg.mode}|{seg.size_g}|{seg.size_p}|{c.scene_size}|{len(c.classes)}"
+        return key if ctf is None else f"{key}|coarse-to-fine {ctf.margin} {list(ctf.background)}"
 
     def clip(self, region: Region | None) -> Region:
         """``region`` clipped to the image (the whole image for None)."""
@@ -246,9 +214,7 @@ class ViewSession:
         """Continue on another Segmenter (smaller batches, or the CPU after a
         GPU ran out of memory): finished scenes are kept, scenes in progress
         start again (a failed batch may have left them half-updated)."""
-        old = self.scenes
-        self.scenes = SceneSession(segmenter, self.image, old.grid.scene, old.grid.overlap, old.keep_sessions)
-        self.scenes.finished.update(old.finished)
+        self.scenes = self.scenes.on(segmenter)
 
     # -- the overview ------------------------------------------------------------
     def run_overview(self, region: Region | None = None) -> Iterator[int]:
@@ -416,13 +382,11 @@ def overview_placement(step: int, scale: tuple[float, float], translate: tuple[f
 
 
 __all__ = [
-    "ModelChoice",
     "Overview",
     "RefineProgress",
     "ViewSession",
     "default_store_path",
     "image_identity",
-    "load_checkpoint_any",
     "open_store",
     "overview_placement",
 ]

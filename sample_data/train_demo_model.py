@@ -5,7 +5,7 @@
 The recipe is the paper's, reduced so that two CPU cores finish it in well
 under half an hour: a ResNet-18 trunk with a 24-channel stem (a quarter of
 torchvision's widths) and a 32-channel FPN, size_g = size_p = 256, on 48
-synthetic 1024 x 1024 land-cover scenes (``glnet.synthetic``, seeds 100-147;
+synthetic 1024 x 1024 land-cover scenes (``glnet.data.synthetic``, seeds 100-147;
 42 train, 6 validation: 12 scenes over-fitted at validation mIoU 0.75), two
 stages:
 

@@ -7,9 +7,11 @@ codecs and the ``glnet`` command line.  No Qt here.
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
 from glnet.classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
+from glnet.inference.spec import ModelSpec
 from glnet.metrics import ConfusionMatrix
 
 __version__ = "0.1.0"
@@ -23,6 +25,9 @@ __all__ = [
     "GLNetCheckpoint",
     "GLNetError",
     "ImageSession",
+    "Mode",
+    "ModelSpec",
+    "Precision",
     "Progress",
     "Segmentation",
     "Segmenter",

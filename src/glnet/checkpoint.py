@@ -29,8 +29,9 @@ import torch
 
 from glnet.atomic import atomic_write
 from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.constants import Mode
 from glnet.errors import GLNetError
-from glnet.model import MODES, GLNet, GLNetConfig
+from glnet.model import GLNet, GLNetConfig
 from glnet.model.resnet import BACKBONES
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,22 @@ _RESNET_DEPTHS = {
 class GLNetCheckpoint:
     """Everything needed to run one mode of GLNet on images."""
 
-    mode: str
+    mode: Mode
     model: GLNet
     classes: ClassTable
     global_model: GLNet | None = None  # local2global: the fixed global branch
     size_g: int = 508
     size_p: int = 508
     # the image size the model was trained on (DeepGlobe: 2448); larger
-    # images are tiled into scenes of this size (see glnet.scenes)
+    # images are tiled into scenes of this size (see glnet.inference.scenes)
     scene_size: int = 2448
     input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     input_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     source: str = ""
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.mode = Mode.parse(self.mode)
 
     @property
     def config(self) -> GLNetConfig:
@@ -146,11 +150,11 @@ def _load_weights(model: GLNet, sd: dict[str, torch.Tensor], path, optional: tup
     return model
 
 
-def _build(sd, path, mode: str, config: GLNetConfig) -> GLNet:
+def _build(sd, path, mode: Mode, config: GLNetConfig) -> GLNet:
     with torch.device("meta"):
-        model = GLNet(config, global_only=mode == "global")
+        model = GLNet(config, global_only=mode == Mode.GLOBAL)
     # global2local never runs the local2global ``_ext`` layers
-    optional = ("fpn_global.smooth.", *_ext_names(model)) if mode == "global2local" else ()
+    optional = ("fpn_global.smooth.", *_ext_names(model)) if mode == Mode.GLOBAL2LOCAL else ()
     return _load_weights(model, sd, path, optional).eval()
 
 
@@ -165,12 +169,12 @@ def _build_fixed_global(sd, path, config: GLNetConfig) -> GLNet:
             f"wrong class count: global weights {path} have {fixed_config.num_classes} classes, "
             f"the local2global weights {config.num_classes}"
         )
-    return _build(sd, path, "global", fixed_config)
+    return _build(sd, path, Mode.GLOBAL, fixed_config)
 
 
 def load_checkpoint(
     path: str | os.PathLike,
-    mode: str | None = None,
+    mode: Mode | str | None = None,
     global_path: str | os.PathLike | None = None,
     classes: ClassTable | None = None,
 ) -> GLNetCheckpoint:
@@ -178,8 +182,7 @@ def load_checkpoint(
 
     ``global_path`` is the authors' global checkpoint that their
     local2global needs for its fixed global branch."""
-    if mode is not None and mode not in MODES:
-        raise GLNetError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    mode = Mode.parse(mode) if mode is not None else None
     obj = _read(path)
     if obj.get("format") == FORMAT:
         ckpt = _from_ours(obj, path)
@@ -194,7 +197,7 @@ def load_checkpoint(
     config = _infer_config(sd, path)
     model = _build(sd, path, mode, config)
     global_model = None
-    if mode == "local2global":
+    if mode == Mode.LOCAL2GLOBAL:
         if global_path is None:
             raise GLNetError(
                 "the authors' local2global needs their global checkpoint too (fpn_deepglobe_global.pth; --global-weights on the command line)"
@@ -226,8 +229,9 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         inp = obj.get("input", {})
     except KeyError as e:
         raise GLNetError(f"{path}: napari-glnet checkpoint lacks {e.args[0]!r}") from None
-    if mode not in MODES:
+    if mode not in Mode.choices():
         raise GLNetError(f"{path}: unknown mode {mode!r} in the checkpoint")
+    mode = Mode(mode)
     inferred = _infer_config(sd, path)
     if inferred.num_classes != config.num_classes:
         raise GLNetError(
@@ -235,7 +239,7 @@ def _from_ours(obj: dict, path) -> GLNetCheckpoint:
         )
     model = _build(sd, path, mode, inferred)
     global_model = None
-    if mode == "local2global":
+    if mode == Mode.LOCAL2GLOBAL:
         gsd = obj.get("global_state_dict")
         if gsd is None:
             raise GLNetError(f"{path}: a local2global checkpoint must bundle its fixed global weights")
@@ -273,7 +277,7 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
     obj = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "mode": ckpt.mode,
+        "mode": ckpt.mode.value,
         "classes": ckpt.classes.to_list(),
         "backbone": ckpt.config.backbone,
         "fpn_width": ckpt.config.fpn_width,

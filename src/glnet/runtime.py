@@ -11,11 +11,12 @@ import sys
 
 import torch
 
+from glnet.constants import Precision
 from glnet.errors import GLNetError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -38,18 +39,16 @@ def cpu_has_fast_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: Precision | str) -> contextlib.AbstractContextManager:
     """Mixed precision for the convolutions; fp32 is a no-op."""
-    if precision not in PRECISIONS:
-        raise GLNetError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
+    dtype = _AUTOCAST_DTYPES[Precision.parse(precision)]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def warn_slow_precision(device: torch.device, precision: str) -> None:
-    if device.type == "cpu" and precision != "fp32" and not cpu_has_fast_bf16():
+def warn_slow_precision(device: torch.device, precision: Precision | str) -> None:
+    if device.type == "cpu" and precision != Precision.FP32 and not cpu_has_fast_bf16():
         log.warning(
             "%s on this CPU is emulated (no AVX512-BF16/AMX) and runs several times slower than fp32; "
             "use --precision fp32 here, or a GPU",

@@ -1,7 +1,7 @@
 """The authors' evaluation pipeline restated literally, as a test oracle.
 
-It follows ../shared/docs/glnet-reference.md step by step with plain torch
-ops: concatenations are materialised, every conv runs on them directly, the
+It follows the authors' evaluation (VITA-Group/GLNet, the public reference
+code) step by step with plain torch ops: concatenations are materialised, every conv runs on them directly, the
 global features are held for one image, the merge canvas is divided by the
 resized full-resolution coverage template, every patch's ps3 is kept, and
 scores are summed in float64 numpy, as the reference does.  It shares no

@@ -8,6 +8,7 @@ import torch
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
 from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.constants import Mode
 from glnet.errors import GLNetError
 from glnet.inference.engine import Segmenter
 from glnet.model import GLNet, GLNetConfig
@@ -62,13 +63,15 @@ def test_our_format_round_trips_everything(tmp_path, tiny_models):
     save_checkpoint(ckpt, tmp_path / "ours.pt")
     back = load_checkpoint(tmp_path / "ours.pt")
     assert (back.mode, back.size_g, back.size_p, back.input_mean) == ("local2global", 96, 96, (0.1, 0.2, 0.3))
+    assert back.mode is Mode.LOCAL2GLOBAL
+    assert type(torch.load(tmp_path / "ours.pt", weights_only=True)["mode"]) is str  # plain strings in the file
     assert back.classes == table and back.config == model.config
     for a, b in ((model, back.model), (fixed, back.global_model)):
         for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(v, w), k
     image = np.random.default_rng(0).integers(0, 255, (150, 140, 3), dtype=np.uint8)
-    a = Segmenter(ckpt, "cpu").segment(image)
-    b = Segmenter(back, "cpu").segment(image)
+    a = Segmenter(ckpt, device="cpu").segment(image)
+    b = Segmenter(back, device="cpu").segment(image)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert not list(tmp_path.glob(".*tmp")), "atomic save leaves no temporary file"
 

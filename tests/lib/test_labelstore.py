@@ -12,7 +12,8 @@ import pytest
 
 from glnet.classes import DEEPGLOBE, ClassTable
 from glnet.errors import GLNetError
-from glnet.store.labelstore import LabelStore, level_region, level_shapes
+from glnet.geometry import level_region, level_shapes
+from glnet.store.labelstore import LabelStore
 
 from helpers import REPO
 
@@ -57,8 +58,8 @@ def test_create_open_round_trip(tmp_path):
         "source_image": "x.tif",
         "scenes_done": [1, 2],
     }
-    assert level_shapes((20000, 20000), 256)[-1] == (313, 313)
-    assert len(level_shapes((10, 10), 256)) == 1
+    assert level_shapes((20000, 20000), 512)[-1] == (313, 313)
+    assert len(level_shapes((10, 10), 512)) == 1
 
 
 def test_many_classes_use_uint16(tmp_path):

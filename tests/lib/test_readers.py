@@ -1,4 +1,4 @@
-"""Lazy pyramid readers (glnet.readers) and the OME-Zarr writer (glnet.pyramid)."""
+"""Lazy pyramid readers (glnet.io.readers) and the OME-Zarr writer (glnet.io.pyramid)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from PIL import Image
 
 from glnet.cli import main
 from glnet.errors import GLNetError
-from glnet.io.pyramid import halve, level_shapes, write_ome_zarr
+from glnet.geometry import level_shapes
+from glnet.io.pyramid import halve, write_ome_zarr
 from glnet.io.readers import cache_path, open_image
 
 
@@ -177,7 +178,7 @@ def test_write_ome_zarr_validates_with_ome_zarr_reader(tmp_path):
         data,
         tmp_path / "ours.ome.zarr",
         chunk=256,
-        min_size=200,
+        overview=200,
         pixel_size=(0.5, 0.25),
         unit="meter",
         progress=lambda d, t: calls.append((d, t)),

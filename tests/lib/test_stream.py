@@ -11,7 +11,8 @@ from glnet.cli import main
 from glnet.errors import GLNetError
 from glnet.inference.engine import Segmenter
 from glnet.inference.scenes import SceneSession
-from glnet.inference.stream import ModelSpec, segment_to_store
+from glnet.inference.spec import ModelSpec
+from glnet.inference.stream import _model_record, segment_to_store
 from glnet.model import GLNet
 from glnet.store.labelstore import LabelStore
 
@@ -38,7 +39,22 @@ def big_tiff(tmp_path_factory):
 
 
 def spec(checkpoint, **kw) -> ModelSpec:
-    return ModelSpec(str(checkpoint), device="cpu", batch_size=3, threads=1, **kw)
+    return ModelSpec(weights=str(checkpoint), device="cpu", batch_size=3, threads=1, **kw)
+
+
+def test_the_resume_record_keeps_its_layout(checkpoint):
+    """Stores written before ModelSpec moved still resume: same keys, plain JSON values."""
+    record = _model_record(spec(checkpoint))
+    assert record == {
+        "weights": str(checkpoint),
+        "mode": None,
+        "global_weights": None,
+        "precision": "fp32",
+        "size_g": None,
+        "size_p": None,
+    }
+    assert all(type(v) in (str, type(None)) for v in record.values())
+    assert _model_record(spec(checkpoint, mode="global2local"))["mode"] == "global2local"
 
 
 def levels(store: LabelStore) -> list[np.ndarray]:
@@ -49,7 +65,7 @@ def test_streamed_labels_equal_the_in_memory_scenes(checkpoint, big_tiff, tmp_pa
     path, image = big_tiff
     out = tmp_path / "out.zarr"
     store = segment_to_store(spec(checkpoint), path, out, overlap=OVERLAP, chunk=CHUNK, review=True)
-    seg = Segmenter(load_checkpoint(checkpoint), "cpu", batch_size=3)
+    seg = Segmenter(load_checkpoint(checkpoint), device="cpu", batch_size=3)
     session = SceneSession(seg, image, SCENE, OVERLAP)
     for _ in session.run():
         pass
@@ -96,6 +112,7 @@ def test_an_interrupted_run_resumes_to_identical_bytes(checkpoint, big_tiff, tmp
         spec(checkpoint), path, out, overlap=OVERLAP, chunk=CHUNK, resume=True, progress=lambda d, t: seen.append(d)
     )
     assert seen[0] == 2, "the two saved scenes are not computed again"
+    assert len(levels(resumed)) == len(whole) > 0
     for a, b in zip(levels(resumed), whole):
         np.testing.assert_array_equal(a, b)
 
@@ -121,5 +138,6 @@ def test_two_dask_workers_give_the_same_labels(checkpoint, big_tiff, tmp_path):
     path, _ = big_tiff
     one = segment_to_store(spec(checkpoint), path, tmp_path / "one.zarr", overlap=OVERLAP, chunk=CHUNK)
     two = segment_to_store(spec(checkpoint), path, tmp_path / "two.zarr", overlap=OVERLAP, chunk=CHUNK, workers=2)
+    assert len(levels(one)) == len(levels(two)) > 0
     for a, b in zip(levels(one), levels(two)):
         np.testing.assert_array_equal(a, b)

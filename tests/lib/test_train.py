@@ -162,14 +162,16 @@ def test_checkpoint_metadata_round_trip(tmp_path):
         )
 
 
-def _global_config(data_dir: Path, out: Path, epochs: int, resume: bool = False) -> TrainConfig:
+def _global_config(
+    data_dir: Path, out: Path, epochs: int, resume: bool = False, lr: float | None = 1e-3
+) -> TrainConfig:
     return TrainConfig(
         data=data_dir,
         mode="global",
         output=out,
         epochs=epochs,
         resume=resume,
-        lr=1e-3,
+        lr=lr,
         backbone="resnet18",
         fpn_width=32,
         val_fraction=0.34,
@@ -180,7 +182,9 @@ def _global_config(data_dir: Path, out: Path, epochs: int, resume: bool = False)
 def test_resume_continues_identically(data_dir, tmp_path):
     torch.use_deterministic_algorithms(True)
     try:
-        straight = train(_global_config(data_dir, tmp_path / "a.pt", epochs=2))
+        config = _global_config(data_dir, tmp_path / "a.pt", epochs=2, lr=None)  # the stage's default rate
+        straight = train(config)
+        assert config.lr is None, "train() leaves the caller's config as it was"
 
         class Stop(Exception):
             pass
@@ -190,10 +194,10 @@ def test_resume_continues_identically(data_dir, tmp_path):
                 raise Stop
 
         with pytest.raises(Stop):
-            train(_global_config(data_dir, tmp_path / "b.pt", epochs=2), on_batch=stop)
+            train(_global_config(data_dir, tmp_path / "b.pt", epochs=2, lr=None), on_batch=stop)
         seen = []
         train(
-            _global_config(data_dir, tmp_path / "b.pt", epochs=2, resume=True),
+            _global_config(data_dir, tmp_path / "b.pt", epochs=2, resume=True, lr=None),
             on_batch=lambda e, *_: seen.append(e),
         )
         assert set(seen) == {1}  # only the second epoch ran again

@@ -17,6 +17,7 @@ from glnet.metrics import ConfusionMatrix
 from glnet.store.labelstore import LabelStore, downsample_mode
 from napari_glnet import iou_panel
 from napari_glnet.iou_panel import IoUPanel
+from napari_glnet.layers import visible_region
 from napari_glnet.review import (
     ACCEPT_KEY,
     EDIT_LAYER_NAME,
@@ -153,7 +154,7 @@ def test_current_view_scope_and_exclude_toggle(session, scene, qtbot):
     viewer.scene.camera.center = (0, 200, 300)
     viewer.scene.camera.zoom = 8
     panel.refresh_now()
-    region = iou_panel.visible_region(viewer, viewer.layers[0], (SIZE, SIZE))
+    region = visible_region(viewer, viewer.layers[0], (SIZE, SIZE))
     t, l, b, r = region
     assert 0 < b - t < SIZE and 0 < r - l < SIZE
     assert t <= 200 <= b and l <= 300 <= r
@@ -179,6 +180,7 @@ def test_whole_image_counts_in_a_worker(session, scene, qtbot, monkeypatch):
     edited[:64, :64] = review.edit_layer.data
     with qtbot.waitSignal(panel.updated, timeout=10000):
         panel.refresh_now()
+        assert panel._worker is not None, "the count went to a worker thread, not the GUI thread"
     assert_table_shows(panel, expected_iou(truth, edited))
 
 

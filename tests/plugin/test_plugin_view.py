@@ -16,8 +16,10 @@ pytest.importorskip("qtpy")
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
+from glnet.inference.coarse import CoarseToFine
 from glnet.inference.engine import Segmenter
 from glnet.inference.scenes import SceneSession
+from glnet.inference.spec import ModelSpec
 from glnet.model import GLNet
 from glnet.store.labelstore import LabelStore
 
@@ -106,6 +108,21 @@ def test_store_is_reused_and_edits_are_never_overwritten(widget, qtbot, crop, ti
     np.testing.assert_array_equal(got, outside)
     # the store is the image's: a new session (same image, same model) finds it with its edit
     assert LabelStore.open(path).edit_log()[0]["region"] == [10, 10, 50, 50]
+
+
+def test_patch_size_and_coarse_to_fine_come_from_the_form(widget, qtbot, crop, tiny_ckpt):
+    ctl, region = widget.controller, (0, 0, 200, 230)
+    widget.patch_size.value = 128
+    widget.coarse_to_fine.value = True
+    ctl.segment_region(region)
+    wait_idle(qtbot, ctl)
+    seg = ctl.session.seg
+    assert (seg.size_p, seg.coarse_to_fine, seg.batch_size) == (128, CoarseToFine(), 2)
+    spec = ModelSpec(weights=tiny_ckpt, device="cpu", size_p=128, coarse_to_fine=True)
+    expected = SceneSession(spec.load(), crop)
+    for _ in expected.run(region):
+        pass
+    np.testing.assert_array_equal(ctl.session.store.read(region), expected.result(region).labels)
 
 
 def test_cancel_stops_within_one_patch_batch_and_the_rest_is_reused(widget, qtbot, crop, tiny_ckpt):
@@ -270,17 +287,24 @@ def test_panning_with_auto_refine_retargets_the_work_to_the_new_view(widget, qtb
     assert not ctl.running  # auto-refine off: the camera alone starts nothing
 
 
-def test_keys_are_bound_free_in_napari_and_documented(widget):
+def test_keys_are_bound_free_in_napari_and_documented(widget, tmp_path):
     from app_model.types import KeyBinding
     from napari.utils.shortcuts import default_shortcuts
 
     from napari_glnet.controller import KEYS, RESERVED_KEYS
+    from napari_glnet.review import ReviewController
 
     napari_keys = {str(k) for keys in default_shortcuts.values() for k in keys}
     ours = [k.replace("-", "+") for k in (*KEYS.values(), *RESERVED_KEYS.values())]
     assert not napari_keys & set(ours) and len(set(ours)) == len(ours)
+    viewer = widget.viewer
     for key in KEYS.values():
-        assert KeyBinding.from_str(key.replace("-", "+")) in widget.viewer.keymap
+        assert KeyBinding.from_str(key.replace("-", "+")) in viewer.keymap
+    before = set(viewer.keymap)
+    review = ReviewController(viewer, LabelStore.create(tmp_path / "s.zarr", (64, 64), ClassTable.default(5)))
+    bound = set(viewer.keymap) - before
+    assert bound == {KeyBinding.from_str(k.replace("-", "+")) for k in RESERVED_KEYS.values()}
+    review.close()
     assert KEYS["segment_view"] in widget.segment_button.tooltip and KEYS["cancel"] in widget.cancel_button.tooltip
     assert "CPU" in widget.note.value and not widget.note.native.isHidden()  # the CPU warning is on show
 

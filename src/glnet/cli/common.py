@@ -1,21 +1,24 @@
-"""What several commands share: the model and runtime options, building a
-segmenter from them, progress bars and output checks."""
+"""What several commands share: the model and runtime options and the
+ModelSpec they describe, progress bars (with the out-of-memory fallback)
+and output checks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
+from glnet.inference.engine import Progress, Segmenter
+from glnet.inference.memory import Fallback, with_memory_fallback
+from glnet.inference.spec import ModelSpec
 
 log = logging.getLogger("glnet")
 
-MODES = ["global", "global2local", "local2global"]
-PRECISIONS = ["fp32", "bf16", "fp16"]
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
@@ -25,14 +28,14 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument(
         "--weights", required=required, metavar="CKPT", help="checkpoint: ours, or the authors' file for --mode"
     )
-    g.add_argument("--mode", choices=MODES, help="required for the authors' files")
+    g.add_argument("--mode", choices=Mode.choices(), help="required for the authors' files")
     g.add_argument(
         "--global-weights", metavar="CKPT_G", help="the authors' global checkpoint (their local2global needs it)"
     )
     g.add_argument("--size-g", type=int, help="global view size in px (default: checkpoint's, 508)")
     g.add_argument("--size-p", type=int, help="patch size in px (default: checkpoint's, 508)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    r.add_argument("--precision", choices=Precision.choices(), default=Precision.FP32.value)
     r.add_argument("--device", default="auto", help=DEVICE_HELP)
     r.add_argument("--batch-size", type=int, default=4, help="patches per local-branch batch (default 4)")
     r.add_argument("--threads", type=int, help="CPU threads for torch (default: all CPUs this process may use)")
@@ -59,30 +62,38 @@ def coarse_to_fine(args: argparse.Namespace) -> CoarseToFine | None:
     return CoarseToFine(margin=args.ctf_margin) if args.coarse_to_fine else None
 
 
-def segmenter(args: argparse.Namespace):
-    """The Segmenter the model options describe, with torch's threads set."""
-    from glnet.checkpoint import load_checkpoint
-    from glnet.inference.engine import Segmenter
-    from glnet.runtime import set_threads
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The ModelSpec the model and runtime options describe."""
+    return ModelSpec(
+        weights=args.weights,
+        mode=args.mode,
+        global_weights=args.global_weights,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        size_g=args.size_g,
+        size_p=args.size_p,
+        threads=args.threads,
+        coarse_to_fine=coarse_to_fine(args),
+    )
 
-    set_threads(args.threads)
-    ckpt = load_checkpoint(args.weights, mode=args.mode, global_path=args.global_weights)
-    seg = Segmenter(ckpt, args.device, args.precision, args.batch_size, args.size_g, args.size_p, coarse_to_fine(args))
-    if seg.device.type == "cpu":
-        log.info("running on the CPU")
-    return seg
 
-
-def run_with_progress(steps: Iterable, desc: str) -> None:
-    """Drain an engine generator of Progress values behind a tqdm bar."""
+def run_with_progress(seg: Segmenter, work: Callable[[Segmenter], Iterator[Progress]], desc: str) -> Segmenter:
+    """Drain ``work(seg)``'s Progress values behind a tqdm bar.  Out of memory,
+    the work starts again with half the batch, then on the CPU (the library
+    logs a warning); returns the Segmenter it finished on."""
     from tqdm import tqdm
 
     with tqdm(total=None, desc=desc, unit="patch", disable=None, leave=False) as bar:
-        for p in steps:
+        for p in with_memory_fallback(seg, work):
+            if isinstance(p, Fallback):
+                seg = p.segmenter
+                continue
             bar.total = p.total
             bar.set_postfix_str(p.stage)
             bar.n = p.done
             bar.refresh()
+    return seg
 
 
 @contextmanager

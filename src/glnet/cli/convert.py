@@ -8,7 +8,8 @@ from pathlib import Path
 
 from glnet.cli.common import progress_bar
 from glnet.errors import GLNetError
-from glnet.io.pyramid import level_shapes, write_ome_zarr
+from glnet.geometry import level_shapes
+from glnet.io.pyramid import write_ome_zarr
 
 EXAMPLES = """examples:
   # a huge JPEG or TIFF to a pyramid napari opens instantly at any zoom

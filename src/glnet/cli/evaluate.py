@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from glnet.cli.common import add_model_args, run_with_progress, segmenter
+from glnet.cli.common import add_model_args, model_spec, run_with_progress
 from glnet.errors import GLNetError
 
 EXAMPLES = """examples:
@@ -82,18 +82,25 @@ def run(args: argparse.Namespace) -> int:
         images = sorted(data.glob("*_sat.jpg")) + sorted(data.glob("*_sat.png"))
         if not images:
             raise GLNetError(f"no *_sat.jpg images in {data}")
-        seg = segmenter(args)
+        seg = model_spec(args).load()
         table = seg.checkpoint.classes
         n_classes = len(table)
 
         def run_model():
+            nonlocal seg
             for img_path in images:
                 mask_path = img_path.with_name(img_path.name.replace("_sat" + img_path.suffix, "_mask.png"))
                 if not mask_path.exists():
                     raise GLNetError(f"{img_path.name} has no ground truth {mask_path.name}")
-                session = seg.open(read_image(img_path))
-                run_with_progress(session.run(None), img_path.name)
-                yield session.result().labels, read_label(mask_path, table), mask_path
+                image, labels = read_image(img_path), []
+
+                def segment(s, image=image, labels=labels):
+                    session = s.open(image)
+                    yield from session.run(None)
+                    labels.append(session.result().labels)
+
+                seg = run_with_progress(seg, segment, img_path.name)
+                yield labels[-1], read_label(mask_path, table), mask_path
 
         masks = run_model()
     cm = ConfusionMatrix(n_classes, ignore_index=args.ignore_index)

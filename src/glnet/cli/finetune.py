@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glnet.cli.common import MODES, coarse_to_fine
+from glnet.cli.common import coarse_to_fine
 from glnet.cli.train import add_training_args, batch_progress, class_table
+from glnet.constants import Mode
 from glnet.train.finetune import FINETUNE_EPOCHS, FINETUNE_LR
 
 EXAMPLES = """examples:
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--data", required=True, metavar="EXPORT_DIR", help="glnet export folder (or DeepGlobe layout)")
     p.add_argument("-o", "--output", required=True, metavar="NEW.pt", help="the fine-tuned checkpoint")
-    p.add_argument("--stage", choices=MODES, help="the stage to train (default: the checkpoint's mode)")
+    p.add_argument("--stage", choices=Mode.choices(), help="the stage to train (default: the checkpoint's mode)")
     p.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS, help=f"default {FINETUNE_EPOCHS}")
     p.add_argument("--lr", type=float, help=f"default {FINETUNE_LR:g}")
     p.add_argument(
@@ -42,7 +43,7 @@ def add_parser(sub) -> None:
         default=0.2,
         help="share held out when the export has no validation tiles (default 0.2)",
     )
-    p.add_argument("--mode", choices=MODES, help="the mode of an authors' --from file")
+    p.add_argument("--mode", choices=Mode.choices(), help="the mode of an authors' --from file")
     p.add_argument(
         "--global-from",
         metavar="CKPT_G",

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from glnet.atomic import atomic_write
-from glnet.cli.common import add_model_args, check_output, coarse_to_fine, progress_bar, run_with_progress, segmenter
+from glnet.cli.common import add_model_args, check_output, model_spec, progress_bar, run_with_progress
 from glnet.errors import GLNetError
+from glnet.inference.engine import Progress, Segmenter
 
 log = logging.getLogger("glnet")
 
@@ -91,15 +93,28 @@ def run(args: argparse.Namespace) -> int:
             raise GLNetError(f"--logits {logits_path} must end in .npy")
     region = _parse_region(args.region)
     image = open_image(image_path).levels[0]
-    seg = segmenter(args)
+    seg = model_spec(args).load()
     scenes = SceneSession(seg, image, args.scene_size, args.overlap)
+    desc = f"{seg.mode} {image_path.name}"
     if len(scenes.grid) == 1:  # the core engine on the whole image (global mode: --logits are the global map)
-        session = seg.open(np.asarray(image))
-        run_with_progress(session.run(region), f"{seg.mode} {image_path.name}")
-        result = session.result(region)
+        pixels, done = np.asarray(image), []
+
+        def whole(s: Segmenter) -> Iterator[Progress]:
+            session = s.open(pixels)
+            yield from session.run(region)
+            done.append(session.result(region))
+
+        seg = run_with_progress(seg, whole, desc)
+        result = done[-1]
     else:
         log.info("%dx%d image: %d scenes of %d px", *scenes.shape, len(scenes.grid), scenes.grid.scene)
-        run_with_progress((p for _, p in scenes.run(region)), f"{seg.mode} {image_path.name}")
+
+        def by_scene(s: Segmenter) -> Iterator[Progress]:
+            nonlocal scenes
+            scenes = scenes.on(s)
+            yield from (p for _, p in scenes.run(region))
+
+        seg = run_with_progress(seg, by_scene, desc)
         result = scenes.result(region)
     write_label(out, result.labels, seg.checkpoint.classes, color=args.color)
     if logits_path is not None:
@@ -112,22 +127,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _to_store(args: argparse.Namespace, image_path: Path, out: Path) -> int:
-    from glnet.inference.stream import ModelSpec, segment_to_store
+    from glnet.inference.stream import segment_to_store
 
     if args.logits or args.color or args.region:
         raise GLNetError("--logits, --color and --region apply to .png/.tif output, not to a .zarr label store")
-    spec = ModelSpec(
-        args.weights,
-        args.mode,
-        args.global_weights,
-        args.device,
-        args.precision,
-        args.batch_size,
-        args.size_g,
-        args.size_p,
-        args.threads,
-        coarse_to_fine(args),
-    )
+    spec = model_spec(args)
     with progress_bar(f"segment {image_path.name}", "scene", leave=True) as progress:
         store = segment_to_store(
             spec,

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from glnet.classes import ClassTable, read_class_table
-from glnet.cli.common import DEVICE_HELP, MODES, PRECISIONS, add_coarse_to_fine_args, coarse_to_fine
+from glnet.cli.common import DEVICE_HELP, add_coarse_to_fine_args, coarse_to_fine
+from glnet.constants import Mode, Precision
 from glnet.model.resnet import BACKBONES
 
 EXAMPLES = """examples:
@@ -33,7 +34,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     add_coarse_to_fine_args(
         p, "global2local/local2global: train the local branch only on patches near foreground (class != 0)"
     )
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=Precision.choices(), default=Precision.FP32.value)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=0)
 
@@ -64,7 +65,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, metavar="DIR", help="DeepGlobe-layout folder or glnet export")
-    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--mode", required=True, choices=Mode.choices())
     p.add_argument(
         "-o", "--output", required=True, metavar="CKPT", help="best checkpoint (also writes .last.pt, .log.csv)"
     )

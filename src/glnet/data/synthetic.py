@@ -39,7 +39,9 @@ from PIL import Image
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
+from glnet.geometry import level_shapes
 from glnet.io.labels import write_label
+from glnet.io.pyramid import halve
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ MAX_IN_MEMORY_PIXELS = 100_000_000
 TIFF_TILE = 256
 FIELD_SIZE = (300.0, 170.0)  # mean field size (along, across the field grid), px
 BLOCK_SIZE = (150.0, 120.0)  # mean town block size, roads included, px
-PYRAMID_MIN = 512  # the smallest pyramid level is below this size on both sides
 
 # Integer salts, one per independent noise field, so fields never correlate.
 _S_VEG, _S_URB, _S_WAT, _S_RIVER, _S_RIVER_ON, _S_AG, _S_WARP = 1, 2, 3, 4, 5, 6, 7
@@ -437,25 +438,6 @@ _PAL_LOW, _PAL_SPAN = _palette()
 # -- writing ---------------------------------------------------------------
 
 
-def _pyramid_shapes(height: int, width: int, pyramid: bool) -> list[tuple[int, int]]:
-    """Level sizes, each half the last (rounded up), until both sides are below PYRAMID_MIN."""
-    shapes = [(height, width)]
-    while pyramid and max(shapes[-1]) >= PYRAMID_MIN:
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
-
-
-def _halve(strip: np.ndarray) -> np.ndarray:
-    """2x area-average (rounding to nearest) of an (h, w, 3) uint8 strip; odd edges repeat the last pixel."""
-    h, w = strip.shape[:2]
-    if h % 2 or w % 2:
-        strip = np.pad(strip, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    s = strip.astype(np.uint16)
-    total = s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2]
-    return ((total + 2) // 4).astype(np.uint8)
-
-
 def _tiles(strips: Iterator[np.ndarray], on_strip: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
     """TIFF tiles in file order from strips whose heights are multiples of TIFF_TILE (but the last)."""
     for strip in strips:
@@ -558,7 +540,13 @@ def write_scene(
                     rgb[top : top + strip.shape[0]] = strip
                 _write_flat(image_path, rgb)
             else:
-                _write_pyramid(image_path, strips, _pyramid_shapes(height, width, pyramid), compression, workdir)
+                _write_pyramid(
+                    image_path,
+                    strips,
+                    level_shapes((height, width)) if pyramid else [(height, width)],
+                    compression,
+                    workdir,
+                )
         if labels_full is not None:
             write_label(mask_path, labels_full, color=True)
         elif mask_path is not None:
@@ -608,7 +596,7 @@ def _write_pyramid(
             for level, shape in enumerate(shapes):
                 last = level + 1 == len(shapes)
                 with open(workdir / f"level{level + 1}.raw", "wb") as sink:
-                    on_strip = None if last else (lambda s, sink=sink: sink.write(_halve(s).tobytes()))
+                    on_strip = None if last else (lambda s, sink=sink: sink.write(halve(s).tobytes()))
                     if level > 0:
                         strips = _raw_strips(workdir / f"level{level}.raw", (*shape, 3), 2 * TIFF_TILE)
                     extra = {"subifds": len(shapes) - 1} if level == 0 else {"subfiletype": 1}

@@ -30,7 +30,9 @@ import torch
 from PIL import Image
 
 from glnet.checkpoint import GLNetCheckpoint
+from glnet.constants import Precision
 from glnet.errors import GLNetError
+from glnet.geometry import Region, clip
 from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
 from glnet.inference.coarse import nearest_index as _nearest_index
 from glnet.inference.grid import PatchGrid
@@ -40,8 +42,6 @@ from glnet.model.resnet import fold_batchnorm
 from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
 
 log = logging.getLogger(__name__)
-
-Region = tuple[int, int, int, int]  # top, left, bottom, right (half-open, pixels)
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,9 @@ class Segmenter:
     def __init__(
         self,
         checkpoint: GLNetCheckpoint,
+        *,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: Precision | str = Precision.FP32,
         batch_size: int = 4,
         size_g: int | None = None,
         size_p: int | None = None,
@@ -156,14 +157,13 @@ class Segmenter:
     ):
         """``coarse_to_fine`` (True or a ``CoarseToFine``): patches far from
         the global prediction's foreground skip the local branch (see
-        ``glnet.coarse``); it changes nothing in mode global."""
+        ``glnet.inference.coarse``); it changes nothing in mode global."""
         if batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {batch_size}")
         self.checkpoint = checkpoint
         self.mode = checkpoint.mode
         self.device = resolve_device(device)
-        self.precision = precision
-        autocast(self.device, precision)  # validates the name
+        self.precision = Precision.parse(precision)
         warn_slow_precision(self.device, precision)
         self.batch_size = batch_size
         self.size_g = size_g or checkpoint.size_g
@@ -180,6 +180,20 @@ class Segmenter:
         mean = torch.tensor(checkpoint.input_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(checkpoint.input_std, dtype=torch.float32).view(1, 3, 1, 1)
         self._mean, self._std = mean.to(self.device), std.to(self.device)
+
+    def replace(self, *, batch_size: int | None = None, device: str | None = None) -> Segmenter:
+        """The same model with another batch size or on another device (what
+        running out of memory asks for).  It shares this Segmenter's models,
+        moved to the new device: use only the new one from then on."""
+        return Segmenter(
+            self.checkpoint,
+            device=device or str(self.device),
+            precision=self.precision,
+            batch_size=batch_size or self.batch_size,
+            size_g=self.size_g,
+            size_p=self.size_p,
+            coarse_to_fine=self.coarse_to_fine,
+        )
 
     def _place(self, model: GLNet) -> GLNet:
         for name in ("resnet_global", "resnet_local"):
@@ -384,14 +398,7 @@ class ImageSession:
 
     # -- results -------------------------------------------------------
     def _clip(self, region: Region | None) -> Region:
-        if region is None:
-            return 0, 0, self.height, self.width
-        top, left, bottom, right = (int(v) for v in region)
-        top, left = max(0, top), max(0, left)
-        bottom, right = min(self.height, bottom), min(self.width, right)
-        if bottom <= top or right <= left:
-            raise GLNetError(f"region {region} does not overlap the {self.height}x{self.width} image")
-        return top, left, bottom, right
+        return clip(region, (self.height, self.width))
 
     def result(self, region: Region | None = None) -> Segmentation:
         """Mean logits and labels inside ``region`` (run() must have finished)."""

@@ -26,7 +26,8 @@ from functools import cached_property
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.inference.engine import ImageSession, PatchResults, Progress, Region, Segmentation, Segmenter
+from glnet.geometry import Region, clip, intersect, shift
+from glnet.inference.engine import ImageSession, PatchResults, Progress, Segmentation, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +104,6 @@ class SceneGrid:
         return np.outer(wy, wx)
 
 
-def intersect(a: Region, b: Region) -> Region | None:
-    top, left = max(a[0], b[0]), max(a[1], b[1])
-    bottom, right = min(a[2], b[2]), min(a[3], b[3])
-    return (top, left, bottom, right) if top < bottom and left < right else None
-
-
-def shift(region: Region, dy: int, dx: int) -> Region:
-    return region[0] + dy, region[1] + dx, region[2] + dy, region[3] + dx
-
-
 def blend(grid: SceneGrid, region: Region, parts: dict[int, Segmentation]) -> Segmentation:
     """Combine the covering scenes' results (in image coordinates) over
     ``region``.  Pixels only one scene covers keep that scene's labels
@@ -176,12 +167,19 @@ class SceneSession:
     def shape(self) -> tuple[int, int]:
         return self.grid.height, self.grid.width
 
+    def on(self, segmenter: Segmenter) -> SceneSession:
+        """This session on another Segmenter (smaller batches, or the CPU after
+        running out of memory; see ``glnet.inference.memory``): finished scenes
+        are kept, scenes in progress start again (a failed batch may have left
+        them half-updated).  ``self`` when it is the same Segmenter."""
+        if segmenter is self.seg:
+            return self
+        other = SceneSession(segmenter, self.image, self.grid.scene, self.grid.overlap, self.keep_sessions)
+        other.finished.update(self.finished)
+        return other
+
     def _clip(self, region: Region | None) -> Region:
-        full = (0, 0, self.grid.height, self.grid.width)
-        box = full if region is None else intersect(tuple(int(v) for v in region), full)
-        if box is None:
-            raise GLNetError(f"region {region} does not overlap the {self.grid.height}x{self.grid.width} image")
-        return box
+        return clip(region, self.shape)
 
     def read_scene(self, index: int) -> np.ndarray:
         t, l, b, r = self.grid.boxes[index]

@@ -21,16 +21,17 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
-from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import PatchResults, Region, Segmentation, Segmenter
-from glnet.inference.scenes import SceneGrid, SceneSession, blend, intersect, shift
+from glnet.geometry import Region, intersect, shift
+from glnet.inference.engine import PatchResults, Segmentation, Segmenter
+from glnet.inference.scenes import SceneGrid, SceneSession, blend
+from glnet.inference.spec import ModelSpec
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
@@ -39,47 +40,24 @@ BLOCK_CHUNKS = 2  # an output block is 2 x 2 store chunks
 PROBABILITY_STEP = 8  # the class-probability map is 1/8 of level 0 per side
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to load the model: small and picklable, so each dask worker
-    loads it once from the same files."""
-
-    weights: str
-    mode: str | None = None
-    global_weights: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 4
-    size_g: int | None = None
-    size_p: int | None = None
-    threads: int | None = None
-    coarse_to_fine: CoarseToFine | None = None
-
-    def segmenter(self) -> Segmenter:
-        return _cached_segmenter(self)
-
-
 _SEGMENTERS: dict[ModelSpec, Segmenter] = {}
+# the model settings a resumed run must share (device, batch size and threads may change)
+_RECORDED = ("weights", "mode", "global_weights", "precision", "size_g", "size_p")
 
 
 def _cached_segmenter(spec: ModelSpec) -> Segmenter:
+    """The process's Segmenter for ``spec``: a dask worker loads it once."""
     if spec not in _SEGMENTERS:
-        from glnet.checkpoint import load_checkpoint
-        from glnet.runtime import set_threads
-
-        set_threads(spec.threads)
-        ckpt = load_checkpoint(spec.weights, mode=spec.mode, global_path=spec.global_weights)
         _SEGMENTERS.clear()  # one model per process
-        _SEGMENTERS[spec] = Segmenter(
-            ckpt, spec.device, spec.precision, spec.batch_size, spec.size_g, spec.size_p, spec.coarse_to_fine
-        )
+        _SEGMENTERS[spec] = spec.load()
     return _SEGMENTERS[spec]
 
 
 def _model_record(spec: ModelSpec) -> dict:
     """What of the model settings a resumed run must share, JSON-shaped (so
     it compares equal after a round trip through the store's attributes)."""
-    record = {k: v for k, v in asdict(spec).items() if k not in ("device", "batch_size", "threads", "coarse_to_fine")}
+    record = {k: getattr(spec, k) for k in _RECORDED}
+    record = {k: (v.value if isinstance(v, Enum) else v) for k, v in record.items()}
     if spec.coarse_to_fine is not None:  # absent when off: stores written before the option still resume
         ctf = spec.coarse_to_fine
         record["coarse_to_fine"] = {"margin": ctf.margin, "background": list(ctf.background)}
@@ -95,7 +73,7 @@ def open_level0(image_path: str):
 
 def compute_scene(spec: ModelSpec, image_path: str, grid: SceneGrid, index: int) -> tuple[int, PatchResults]:
     """One scene, start to end: what a worker runs."""
-    session = SceneSession(spec.segmenter(), open_level0(image_path), grid.scene, grid.overlap)
+    session = SceneSession(_cached_segmenter(spec), open_level0(image_path), grid.scene, grid.overlap)
     for _ in session.run_scene(index):
         pass
     return index, session.finished[index]
@@ -192,7 +170,7 @@ def segment_to_store(
     image_path, out = str(image_path), Path(out)
     image = open_level0(image_path)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    seg = spec.segmenter()
+    seg = _cached_segmenter(spec)
     scene = scene_size or seg.checkpoint.scene_size
     grid = SceneGrid(*shape, scene, scene // 8 if overlap is None else overlap)
     run = {
@@ -343,7 +321,7 @@ def _compute_distributed(spec, image_path, grid, todo, workers, scheduler) -> It
         cluster, client = None, Client(scheduler)
     else:
         threads = spec.threads or max(1, (os.cpu_count() or 1) // workers)
-        spec = ModelSpec(**{**asdict(spec), "threads": threads})
+        spec = spec.replace(threads=threads)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:

@@ -1,6 +1,6 @@
 """Reading a whole image into memory, for images up to tens of megapixels.
 
-Huge images are read lazily, by region, through ``glnet.readers``; this is
+Huge images are read lazily, by region, through ``glnet.io.readers``; this is
 the same reader with everything decoded at once.
 """
 
@@ -11,12 +11,13 @@ import os
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.io.readers import MAX_PIXELS, open_image
+from glnet.io.pil import MAX_PIXELS
+from glnet.io.readers import open_image
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of a JPEG, PNG, TIFF or (OME-)Zarr image,
-    with the pixel rules of ``glnet.readers`` (16-bit // 257, alpha dropped,
+    with the pixel rules of ``glnet.io.lazy`` (16-bit // 257, alpha dropped,
     grey replicated)."""
     pyramid = open_image(path, flat_limit=MAX_PIXELS)
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from glnet.errors import GLNetError
+from glnet.geometry import OVERVIEW_SIDE, level_shapes
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,6 @@ def halve(a: np.ndarray) -> np.ndarray:
     s += 2
     s //= 4
     return s.astype(np.uint8)
-
-
-def level_shapes(shape: tuple[int, int], min_size: int = 512) -> list[tuple[int, int]]:
-    """(H, W) of each pyramid level: halve (rounding up) until the longer
-    side is at most ``min_size``, so the smallest level fits on one screen."""
-    h, w = shape
-    shapes = [(h, w)]
-    while max(h, w) > max(min_size, 1):
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-        shapes.append((h, w))
-    return shapes
 
 
 def _check_image(image) -> None:
@@ -152,7 +142,7 @@ def write_ome_zarr(
     out: str | os.PathLike,
     *,
     chunk: int = 512,
-    min_size: int = 512,
+    overview: int = OVERVIEW_SIDE,
     overwrite: bool = False,
     pixel_size: tuple[float, float] | None = None,
     unit: str | None = None,
@@ -181,7 +171,7 @@ def write_ome_zarr(
     if not out.parent.is_dir():
         raise GLNetError(f"output folder {out.parent} does not exist")
 
-    shapes = level_shapes(tuple(image.shape[:2]), min_size)
+    shapes = level_shapes(image.shape[:2], overview)
     total = sum(math.ceil(h / chunk) * math.ceil(w / chunk) for h, w in shapes)
     done = 0
     tmp = out.with_name(f"{out.name}.partial-{secrets.token_hex(4)}")

@@ -2,6 +2,6 @@
 
 from glnet.model.ensemble_head import EnsembleHead
 from glnet.model.fpn import Features
-from glnet.model.glnet import CLASSIFIERS, MODES, GLNet, GLNetConfig, GlobalContext
+from glnet.model.glnet import CLASSIFIERS, GLNet, GLNetConfig, GlobalContext
 
-__all__ = ["CLASSIFIERS", "MODES", "EnsembleHead", "Features", "GLNet", "GLNetConfig", "GlobalContext"]
+__all__ = ["CLASSIFIERS", "EnsembleHead", "Features", "GLNet", "GLNetConfig", "GlobalContext"]

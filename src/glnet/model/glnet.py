@@ -17,7 +17,6 @@ from glnet.model.fpn import Features, GlobalFPN, LocalFPN
 from glnet.model.resnet import resnet
 from glnet.model.upsampled_conv import Upsampled, conv_over_concat
 
-MODES = ("global", "global2local", "local2global")
 # the layers with one output channel per class (all others are class-agnostic)
 CLASSIFIERS = ("fpn_global.classify", "fpn_local.classify", "ensemble_conv")
 
@@ -119,4 +118,4 @@ class GLNet(nn.Module):
         return conv_over_concat(self.ensemble_conv.weight, self.ensemble_conv.bias, parts)
 
 
-__all__ = ["CLASSIFIERS", "MODES", "GLNet", "GLNetConfig", "GlobalContext"]
+__all__ = ["CLASSIFIERS", "GLNet", "GLNetConfig", "GlobalContext"]

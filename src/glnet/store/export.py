@@ -21,8 +21,9 @@ from PIL import Image
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
+from glnet.geometry import Region
 from glnet.io.labels import write_label
-from glnet.store.labelstore import LabelStore, Region
+from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,10 @@ import zarr
 from glnet.atomic import atomic_write
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
+from glnet.geometry import OVERVIEW_SIDE, Region, as_region, level_region, level_shapes
+from glnet.io.omezarr import multiscales
 
 log = logging.getLogger(__name__)
-
-Region = tuple[int, int, int, int]  # top, left, bottom, right; half-open, level-0 pixels
 
 STATE_VERSION = 1
 UNDO_KEEP = 20
@@ -59,23 +59,6 @@ def _hook(stage: str) -> None:
 
 
 # -- small helpers -------------------------------------------------------------
-def level_shapes(shape: tuple[int, int], min_size: int) -> list[tuple[int, int]]:
-    """Level shapes: halve (ceil) until the largest side is under ``2 * min_size``,
-    so the coarsest level is a quick overview yet never tiny."""
-    shapes = [(int(shape[0]), int(shape[1]))]
-    while max(shapes[-1]) >= 2 * min_size:
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
-
-
-def level_region(region: Region, level: int) -> Region:
-    """The pixels of ``level`` covering a level-0 ``region`` (floor/ceil)."""
-    t, l, b, r = region
-    f = 1 << level
-    return (t >> level, l >> level, -(-b // f), -(-r // f))
-
-
 def downsample_mode(labels: np.ndarray) -> np.ndarray:
     """2x2 mode downsampling (ceil size); ties go to the smallest class index.
 
@@ -98,17 +81,14 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
 
 
 def _check_region(region: Any, shape: tuple[int, int]) -> Region:
-    try:
-        t, l, b, r = (int(v) for v in region)
-    except (TypeError, ValueError):
-        raise GLNetError(f"a region must be four integers (top, left, bottom, right), got {region!r}") from None
+    t, l, b, r = as_region(region)
     if not (0 <= t < b <= shape[0] and 0 <= l < r <= shape[1]):
         raise GLNetError(f"region {[t, l, b, r]} is empty or outside the label image ({shape[0]} x {shape[1]} px)")
     return (t, l, b, r)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -155,7 +135,7 @@ class LabelStore:
         self._group = group
         self._mode = mode
         self._lock = threading.RLock()
-        self._levels = [group[d["path"]] for d in _multiscales(group)["datasets"]]
+        self._levels = [group[d["path"]] for d in _datasets(group)]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
         self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
@@ -171,7 +151,7 @@ class LabelStore:
         *,
         name: str = "glnet",
         chunk: int = 512,
-        min_size: int = 256,
+        min_size: int = OVERVIEW_SIDE // 2,
         overwrite: bool = False,
         attrs: dict | None = None,
     ) -> LabelStore:
@@ -198,7 +178,7 @@ class LabelStore:
         dtype = np.uint8 if len(classes) <= 256 else np.uint16
         root = zarr.open_group(path, mode="w-", zarr_format=3)
         group = root.create_group("labels").create_group(name)
-        shapes = level_shapes((h, w), min_size)
+        shapes = level_shapes((h, w), 2 * min_size)  # the coarsest level: under 2 * min_size px
         datasets = []
         for k, level_shape in enumerate(shapes):
             group.create_array(
@@ -256,7 +236,7 @@ class LabelStore:
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
-            _multiscales(group)
+            _datasets(group)
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
         store = cls(path, name, group, mode)
@@ -510,12 +490,18 @@ class LabelStore:
                 f.unlink()
 
 
-def _multiscales(group: zarr.Group) -> dict:
-    attrs = group.attrs.get("ome", group.attrs)
-    ms = attrs.get("multiscales") if hasattr(attrs, "get") else None
-    if not ms or not ms[0].get("datasets"):
+def _datasets(group: zarr.Group) -> list[dict]:
+    ms = multiscales(group.attrs)
+    if ms is None:
         raise GLNetError("no multiscales metadata")
-    return ms[0]
+    return ms["datasets"]
+
+
+def is_label_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a label store (a .zarr folder with labels/
+    and glnet's .glnet/), without opening it: what the napari reader asks."""
+    path = Path(path)
+    return path.suffix == ".zarr" and (path / "labels").is_dir() and (path / ".glnet").is_dir()
 
 
 def _user() -> str:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glnet.classes import ClassTable
+from glnet.constants import Mode, Precision
 from glnet.inference.coarse import CoarseToFine
 
 
 @dataclass
 class TrainConfig:
     data: Path
-    mode: str
+    mode: Mode
     output: Path
     # global2local: a global checkpoint; local2global: a global2local one;
     # global: optional, a global checkpoint to continue (e.g. on other classes)
@@ -31,7 +32,7 @@ class TrainConfig:
     backbone_width: int | None = None  # None: 64, or the --from checkpoint's
     val: Path | None = None
     val_fraction: float = 0.2
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     device: str = "auto"
     resume: bool = False
     seed: int = 0
@@ -39,6 +40,6 @@ class TrainConfig:
     exclude: tuple[int, ...] = (0,)  # classes left out of the validation mIoU (DeepGlobe: unknown)
     # fine-tuning: init_from may be a checkpoint of any mode (see glnet.train.start)
     finetune: bool = False
-    init_mode: str | None = None  # the mode of an authors' init_from file (theirs do not record it)
+    init_mode: Mode | None = None  # the mode of an authors' init_from file (theirs do not record it)
     # global2local/local2global: train only on patches near (proposed or true) foreground
     coarse_to_fine: CoarseToFine | None = None

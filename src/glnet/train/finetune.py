@@ -25,9 +25,9 @@ from pathlib import Path
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
 from glnet.classes import ClassTable
+from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
-from glnet.model import MODES
 from glnet.train.batches import SegmentationData
 from glnet.train.config import TrainConfig
 from glnet.train.loop import BatchCallback, TrainingStopped, split_data, train, validate, written_files
@@ -44,16 +44,16 @@ class FinetuneConfig:
     source: Path  # the checkpoint to start from (ours, or the authors' with ``mode``)
     data: Path  # an export folder (manifest.json with a train/val split) or a DeepGlobe-layout folder
     output: Path  # the new checkpoint; .last.pt, .log.csv and .log.png are written beside it
-    stage: str | None = None  # None: the source checkpoint's mode
+    stage: Mode | None = None  # None: the source checkpoint's mode
     epochs: int = FINETUNE_EPOCHS
     lr: float | None = None  # None: FINETUNE_LR
     val_fraction: float = 0.2  # held out when the data has no split of its own
     classes: ClassTable | None = None  # None: the export's, else the source's
-    mode: str | None = None  # the mode of an authors' source file
+    mode: Mode | None = None  # the mode of an authors' source file
     global_from: Path | None = None  # the authors' global file (their local2global needs it)
     batch_size: int = 2
     sub_batch_size: int = 6
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     device: str = "auto"
     seed: int = 0
     overwrite: bool = False  # replace existing outputs (never the source)
@@ -124,18 +124,15 @@ def finetune(
     batch; ``should_stop()``, asked after every batch, ends the run early
     (the result then says ``stopped`` and holds the best finished epoch)."""
     source, output = Path(config.source), Path(config.output)
-    if config.mode is not None and config.mode not in MODES:
-        raise GLNetError(f"unknown --mode {config.mode!r}: use one of {', '.join(MODES)}")
+    mode = Mode.parse(config.mode, "--mode") if config.mode is not None else None
     global_from = Path(config.global_from) if config.global_from else None
     check_outputs(source, output, config.overwrite, (global_from,) if global_from else ())
     if config.epochs < 1:
         raise GLNetError(f"epochs must be at least 1, got {config.epochs}")
-    authors_l2g = config.mode == "local2global"
-    src = load_checkpoint(source, mode=config.mode, global_path=global_from if authors_l2g else None)
-    stage = config.stage or src.mode
-    if stage not in MODES:
-        raise GLNetError(f"unknown stage {stage!r}: use one of {', '.join(MODES)}")
-    if stage == "local2global" and src.mode == "global":
+    authors_l2g = mode == Mode.LOCAL2GLOBAL
+    src = load_checkpoint(source, mode=mode, global_path=global_from if authors_l2g else None)
+    stage = Mode.parse(config.stage, "stage") if config.stage is not None else src.mode
+    if stage == Mode.LOCAL2GLOBAL and src.mode == Mode.GLOBAL:
         raise GLNetError(
             f"{source} is a global checkpoint: fine-tune its global or global2local stage, not local2global"
         )
@@ -157,7 +154,7 @@ def finetune(
         seed=config.seed,
         classes=config.classes,
         finetune=True,
-        init_mode=config.mode,
+        init_mode=mode,
         coarse_to_fine=config.coarse_to_fine,
     )
     classes = data_classes(train_config) or src.classes

@@ -18,17 +18,19 @@ import csv
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
+from glnet.constants import Mode, Precision
 from glnet.data.dataset import read_export
 from glnet.errors import GLNetError
 from glnet.metrics import ConfusionMatrix
-from glnet.model import MODES, GLNet
+from glnet.model import GLNet
 from glnet.model.resnet import BACKBONES
 from glnet.runtime import autocast, resolve_device
 from glnet.train.batches import SegmentationData, prepare, split_entries
@@ -40,9 +42,9 @@ from glnet.train.steps import freeze, set_train_mode, train_step, trained_parts
 log = logging.getLogger(__name__)
 
 DEFAULT_LR = {
-    "global": 5e-5,
-    "global2local": 2e-5,
-    "local2global": 5e-5,
+    Mode.GLOBAL: 5e-5,
+    Mode.GLOBAL2LOCAL: 2e-5,
+    Mode.LOCAL2GLOBAL: 5e-5,
 }  # the authors' scripts
 WEIGHT_DECAY = 5e-4
 POLY_POWER = 0.9
@@ -66,18 +68,20 @@ def written_files(output: Path) -> list[Path]:
     return [output, sibling(output, "last"), sibling(output, "log"), plot_path(output)]
 
 
-def _check(config: TrainConfig) -> None:
-    if config.mode not in MODES:
-        raise GLNetError(f"unknown mode {config.mode!r}: use one of {', '.join(MODES)}")
-    if config.mode != "global" and config.init_from is None:
-        need = "a global" if config.mode == "global2local" else "a global2local"
+def _checked(config: TrainConfig) -> TrainConfig:
+    """A copy of ``config`` with its names parsed and the stage's default
+    learning rate filled in (the caller's config is left as it was)."""
+    mode = Mode.parse(config.mode)
+    init_mode = Mode.parse(config.init_mode, "--mode for --from") if config.init_mode is not None else None
+    lr = config.lr if config.lr is not None else DEFAULT_LR[mode]
+    config = replace(config, mode=mode, init_mode=init_mode, precision=Precision.parse(config.precision), lr=lr)
+    if config.mode != Mode.GLOBAL and config.init_from is None:
+        need = "a global" if config.mode == Mode.GLOBAL2LOCAL else "a global2local"
         raise GLNetError(f"{config.mode} training starts from {need} checkpoint: pass --from")
-    if config.coarse_to_fine is not None and config.mode == "global":
+    if config.coarse_to_fine is not None and config.mode == Mode.GLOBAL:
         raise GLNetError(
             "--coarse-to-fine chooses the local branch's patches: it applies to global2local and local2global"
         )
-    if config.init_mode is not None and config.init_mode not in MODES:
-        raise GLNetError(f"unknown --mode {config.init_mode!r} for --from: use one of {', '.join(MODES)}")
     for name in ("epochs", "batch_size", "sub_batch_size"):
         if getattr(config, name) < 1:
             raise GLNetError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
@@ -87,9 +91,10 @@ def _check(config: TrainConfig) -> None:
             raise GLNetError(f"{name.replace('_', '-')} must be a multiple of 4 and at least 32, got {value}")
     if config.backbone is not None and config.backbone not in BACKBONES:
         raise GLNetError(f"unknown backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}")
+    return config
 
 
-def _optimizer(model: GLNet, mode: str, lr: float) -> torch.optim.Adam:
+def _optimizer(model: GLNet, mode: Mode, lr: float) -> torch.optim.Adam:
     params = [p for name in trained_parts(mode) for p in getattr(model, name).parameters()]
     return torch.optim.Adam(params, lr=lr, weight_decay=WEIGHT_DECAY)
 
@@ -102,14 +107,14 @@ def validate(
     ckpt: GLNetCheckpoint,
     data: SegmentationData,
     device: str,
-    precision: str,
+    precision: Precision,
     exclude: tuple[int, ...],
 ) -> float:
     """Validation mIoU with the inference engine, on a copy of the model
     (the Segmenter folds BatchNorm into its models)."""
-    from glnet.inference.engine import Segmenter
+    from glnet.inference.spec import ModelSpec
 
-    seg = Segmenter(copy.deepcopy(ckpt), device=device, precision=precision, batch_size=6)
+    seg = ModelSpec(device=device, precision=precision).place(copy.deepcopy(ckpt))
     cm = ConfusionMatrix(ckpt.config.num_classes)
     for i in range(len(data)):
         image, labels = data.read(i)
@@ -143,7 +148,7 @@ def _fingerprint(config: TrainConfig) -> dict:
         "seed",
         "val_fraction",
     )
-    return {k: v for k, v in asdict(config).items() if k in keys}
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(config).items() if k in keys}
 
 
 def _write_log(path: Path, row: dict, epoch: int) -> None:
@@ -188,8 +193,7 @@ def train(
     ``should_stop()`` is asked after every batch (a GUI's cancel button): when
     it returns True the epoch is abandoned and ``TrainingStopped`` raised;
     checkpoints and logs of the finished epochs stay."""
-    _check(config)
-    config.lr = config.lr if config.lr is not None else DEFAULT_LR[config.mode]
+    config = _checked(config)
     device = resolve_device(config.device)
     autocast(device, config.precision)  # validates the name
     output, last_path, log_path = (
@@ -223,7 +227,7 @@ def train(
     optimizer = _optimizer(model, config.mode, config.lr)
     steps_per_epoch = -(-len(train_data) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(config.epochs * steps_per_epoch))
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16" and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == Precision.FP16 and device.type == "cuda")
     start_epoch, best = 0, float("-inf")
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

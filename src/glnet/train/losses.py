@@ -4,7 +4,6 @@ regularisation of global2local."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
@@ -53,10 +52,6 @@ def quarter_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     way of matching the FPN's 1/4-scale logits."""
     img = Image.fromarray(np.ascontiguousarray(labels).astype(np.int32))
     return np.asarray(img.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
-
-
-def labels_tensor(labels: np.ndarray, device: torch.device) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(labels)).long().to(device)
 
 
 __all__ = [

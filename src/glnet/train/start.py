@@ -27,6 +27,7 @@ import torch
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
 from glnet.classes import DEEPGLOBE, ClassTable
+from glnet.constants import Mode
 from glnet.data.dataset import export_classes
 from glnet.errors import GLNetError
 from glnet.model import GLNet, GLNetConfig
@@ -36,7 +37,11 @@ from glnet.train.steps import freeze
 log = logging.getLogger(__name__)
 
 # the source modes each stage accepts in the authors' recipe (without finetune)
-RECIPE_SOURCES = {"global": ("global",), "global2local": ("global",), "local2global": ("global2local",)}
+RECIPE_SOURCES = {
+    Mode.GLOBAL: (Mode.GLOBAL,),
+    Mode.GLOBAL2LOCAL: (Mode.GLOBAL,),
+    Mode.LOCAL2GLOBAL: (Mode.GLOBAL2LOCAL,),
+}
 GLOBAL_PARTS = ("resnet_global", "fpn_global")
 
 
@@ -49,11 +54,11 @@ def data_classes(config: TrainConfig) -> ClassTable | None:
 def load_source(config: TrainConfig) -> GLNetCheckpoint:
     """``config.init_from``, checked against what the stage can start from."""
     path = config.init_from
-    authors_l2g = config.init_mode == "local2global"
+    authors_l2g = config.init_mode == Mode.LOCAL2GLOBAL
     src = load_checkpoint(path, mode=config.init_mode, global_path=config.global_from if authors_l2g else None)
-    allowed = ("global", "global2local", "local2global") if config.finetune else RECIPE_SOURCES[config.mode]
-    if config.mode == "local2global":
-        allowed = tuple(m for m in allowed if m != "global")
+    allowed = tuple(Mode) if config.finetune else RECIPE_SOURCES[config.mode]
+    if config.mode == Mode.LOCAL2GLOBAL:
+        allowed = tuple(m for m in allowed if m != Mode.GLOBAL)
     if src.mode not in allowed:
         need = " or ".join(allowed)
         raise GLNetError(f"{path} is a {src.mode} checkpoint; {config.mode} training starts from a {need} one")
@@ -75,9 +80,9 @@ def _copy_parts(dst: GLNet, src: GLNet, names: tuple[str, ...], where: Path) -> 
 
 def _global_branch(src: GLNetCheckpoint) -> GLNet:
     """The plain global branch of any checkpoint, as a global-only model."""
-    if src.mode == "global":
+    if src.mode == Mode.GLOBAL:
         return src.model
-    donor = src.global_model if src.mode == "local2global" else src.model
+    donor = src.global_model if src.mode == Mode.LOCAL2GLOBAL else src.model
     model = GLNet(donor.config, global_only=True)
     _copy_parts(model, donor, GLOBAL_PARTS, Path(src.source))
     return model
@@ -87,8 +92,8 @@ def _fixed_global(config: TrainConfig, src: GLNetCheckpoint) -> GLNet:
     """local2global's fixed first-pass global model: ``--global-from``, else
     the source's own (a global2local checkpoint's frozen global branch is
     the global checkpoint it was trained from)."""
-    if config.global_from is not None and config.init_mode != "local2global":
-        return load_checkpoint(config.global_from, mode="global").model
+    if config.global_from is not None and config.init_mode != Mode.LOCAL2GLOBAL:
+        return load_checkpoint(config.global_from, mode=Mode.GLOBAL).model
     if src.global_model is not None:
         return src.global_model
     log.info("local2global: the fixed global pass uses %s's global branch", config.init_from)
@@ -98,12 +103,12 @@ def _fixed_global(config: TrainConfig, src: GLNetCheckpoint) -> GLNet:
 def _stage_models(config: TrainConfig, src: GLNetCheckpoint) -> tuple[GLNet, GLNet | None]:
     """(model, fixed global model or None) for ``config.mode`` from ``src``."""
     where = Path(config.init_from)
-    if config.mode == "global":
+    if config.mode == Mode.GLOBAL:
         return _global_branch(src), None
-    if config.mode == "global2local":
-        if src.mode == "global2local":
+    if config.mode == Mode.GLOBAL2LOCAL:
+        if src.mode == Mode.GLOBAL2LOCAL:
             return src.model, None
-        if src.mode == "global":
+        if src.mode == Mode.GLOBAL:
             model = GLNet(src.config)  # a new local branch, the authors' init
             _copy_parts(model, src.model, GLOBAL_PARTS, where)
             return model, None
@@ -111,7 +116,7 @@ def _stage_models(config: TrainConfig, src: GLNetCheckpoint) -> tuple[GLNet, GLN
         _copy_parts(model, src.global_model, GLOBAL_PARTS, where)
         return model, None
     fixed = _fixed_global(config, src)
-    if src.mode == "global2local":
+    if src.mode == Mode.GLOBAL2LOCAL:
         model = src.model
         model.fpn_global.init_ext(torch.Generator().manual_seed(config.seed))  # the authors: random _ext layers
     else:
@@ -126,7 +131,7 @@ def _change_classes(config: TrainConfig, model: GLNet, fixed: GLNet | None, old:
         return
     log.info("classes %s -> %s: re-initialising the classifier layers", old.names, new.names)
     model.reset_classifier(len(new))
-    if config.mode == "global2local":
+    if config.mode == Mode.GLOBAL2LOCAL:
         log.warning(
             "global2local keeps the global branch frozen, so its new classifier stays untrained: the global "
             "overview and coarse-to-fine proposals of this model mean nothing. Train the global stage on the "
@@ -150,7 +155,7 @@ def initial_checkpoint(config: TrainConfig) -> GLNetCheckpoint:
             len(classes), config.backbone or "resnet50", config.fpn_width or 256, config.backbone_width or 64
         )
         model = GLNet(cfg, global_only=True)
-        return GLNetCheckpoint("global", model, classes, size_g=config.size_g, size_p=config.size_p)
+        return GLNetCheckpoint(Mode.GLOBAL, model, classes, size_g=config.size_g, size_p=config.size_p)
     src = load_source(config)
     model, fixed = _stage_models(config, src)
     classes = classes or src.classes

@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
+from glnet.constants import Mode, Precision
 from glnet.inference.coarse import CoarseToFine
 from glnet.model import GLNet
 from glnet.model.fpn import Features
@@ -29,16 +30,16 @@ LOCAL_PARTS = ("resnet_local", "fpn_local")
 Backward = Callable[[Tensor, bool], None]  # (loss, retain_graph)
 
 
-def trained_parts(mode: str) -> tuple[str, ...]:
+def trained_parts(mode: Mode) -> tuple[str, ...]:
     """The submodules a stage trains; the other branch is frozen."""
-    if mode == "global":
+    if mode == Mode.GLOBAL:
         return GLOBAL_PARTS
-    if mode == "global2local":
+    if mode == Mode.GLOBAL2LOCAL:
         return (*LOCAL_PARTS, "ensemble_conv")
     return (*GLOBAL_PARTS, "ensemble_conv")
 
 
-def set_train_mode(model: GLNet, mode: str) -> None:
+def set_train_mode(model: GLNet, mode: Mode) -> None:
     """Trained parts in train mode with gradients; everything else frozen in
     eval mode (its BatchNorm statistics stay fixed, as the reference's)."""
     parts = trained_parts(mode)
@@ -71,7 +72,7 @@ def _mean(losses: list[float]) -> float:
 def global_step(
     model: GLNet,
     images: list[PreparedImage],
-    precision: str = "fp32",
+    precision: Precision = Precision.FP32,
     backward: Backward = _default_backward,
 ) -> float:
     """Stage 1: focal loss of the global logits over the whole batch at once."""
@@ -87,7 +88,7 @@ def global2local_step(
     model: GLNet,
     images: list[PreparedImage],
     sub_batch_size: int,
-    precision: str = "fp32",
+    precision: Precision = Precision.FP32,
     backward: Backward = _default_backward,
     coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
@@ -121,7 +122,7 @@ def _collect_local(
     global_model: GLNet,
     im: PreparedImage,
     sub_batch_size: int,
-    precision: str,
+    precision: Precision,
     coarse_to_fine: CoarseToFine | None = None,
 ) -> tuple[Features, list[Tensor], PreparedImage]:
     """Local2global's first pass, without gradients: the fixed global model's
@@ -150,7 +151,7 @@ def local2global_step(
     global_model: GLNet,
     images: list[PreparedImage],
     sub_batch_size: int,
-    precision: str = "fp32",
+    precision: Precision = Precision.FP32,
     backward: Backward = _default_backward,
     coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
@@ -184,12 +185,12 @@ def local2global_step(
 
 
 def train_step(
-    mode: str,
+    mode: Mode,
     model: GLNet,
     images: list[PreparedImage],
     sub_batch_size: int = 6,
     global_model: GLNet | None = None,
-    precision: str = "fp32",
+    precision: Precision = Precision.FP32,
     backward: Backward = _default_backward,
     coarse_to_fine: CoarseToFine | None = None,
 ) -> float:
@@ -197,9 +198,9 @@ def train_step(
 
     ``coarse_to_fine`` (global2local, local2global): the local branch trains
     only on the patches near foreground (see ``fine_patches``)."""
-    if mode == "global":
+    if mode == Mode.GLOBAL:
         return global_step(model, images, precision, backward)
-    if mode == "global2local":
+    if mode == Mode.GLOBAL2LOCAL:
         return global2local_step(model, images, sub_batch_size, precision, backward, coarse_to_fine)
     if global_model is None:
         raise ValueError("local2global needs the fixed global model")
