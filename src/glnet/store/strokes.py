@@ -23,7 +23,7 @@ import logging
 import os
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ class StrokeJournal:
         self._region = (t, l, b, r)
         header = {
             "region": [t, l, b, r],
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "pid": os.getpid(),
         }
         self._write(_pack(header=np.frombuffer(json.dumps(header).encode(), np.uint8)), mode="wb")
