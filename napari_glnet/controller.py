@@ -37,7 +37,7 @@ from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
 from .layers import camera, level0, to_data, visible_region
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
 from .session import (
     Overview,
     RefineProgress,
@@ -58,7 +58,12 @@ LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
-RESERVED_KEYS = {"accept": ACCEPT_KEY, "next_class": NEXT_CLASS_KEY, "undo_accept": UNDO_ACCEPT_KEY}
+RESERVED_KEYS = {
+    "accept": ACCEPT_KEY,
+    "next_class": NEXT_CLASS_KEY,
+    "undo_accept": UNDO_ACCEPT_KEY,
+    "outline": OUTLINE_KEY,
+}
 DEBOUNCE_MS = 300
 MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
