@@ -46,12 +46,34 @@ def class_table_html(classes) -> str:
     return "<br>".join(rows)
 
 
-def _class_table_text(spec: ModelSpec) -> str:
-    """The checkpoint's class table as rich text, or what is wrong with the file."""
+AUTHORS_HINT = (
+    "For real aerial or satellite imagery, choose the authors' DeepGlobe checkpoints instead: "
+    "fpn_deepglobe_global2local.pth with Mode global2local, or fpn_deepglobe_local2global.pth with "
+    "Mode local2global and fpn_deepglobe_global.pth as Global ckpt (see the README)."
+)
+
+
+def model_card_html(ckpt) -> str:
+    """The class table in colour, then what the checkpoint says about itself
+    (``extra["trained_on"]``; a demo model also says where real models are)."""
+    text = class_table_html(ckpt.classes)
+    extra = ckpt.extra or {}
+    notes = []
+    if extra.get("trained_on"):
+        notes.append(f"Trained on {html.escape(str(extra['trained_on']))}.")
+    if extra.get("demo"):
+        notes.append(html.escape(AUTHORS_HINT))
+    if notes:
+        text += "<br><i>" + "<br>".join(notes) + "</i>"
+    return text
+
+
+def _model_card_text(spec: ModelSpec) -> str:
+    """The checkpoint's model card as rich text, or what is wrong with the file."""
     try:
-        return class_table_html(spec.checkpoint().classes)
+        return model_card_html(spec.checkpoint())
     except GLNetError as e:
-        return html.escape(str(e))
+        return f'<span style="color: #e05050;">{html.escape(str(e))}</span>'
 
 
 class SegmentWidget(QWidget):
@@ -152,6 +174,7 @@ class SegmentWidget(QWidget):
         for name in ("inserted", "removed", "moved", "reordered"):
             if hasattr(events, name):
                 getattr(events, name).connect(self._refresh_images)
+        self.viewer.layers.selection.events.active.connect(self._on_active)
         self._refresh_images()
         self._show_device_note()
 
@@ -161,14 +184,39 @@ class SegmentWidget(QWidget):
 
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
-    def _refresh_images(self, _event=None) -> None:
+    def _refresh_images(self, event=None) -> None:
+        """The image choices follow the layer list; an image just opened
+        (File > Open, drag and drop, a script) becomes the one to segment."""
         current = self.image.value
         self.image.reset_choices()
         choices = [layer for _, layer in self._image_choices()]
-        if current in choices:
+        added = event.value if event is not None and getattr(event, "type", "") == "inserted" else None
+        opened = next((c for c in choices if added is not None and c == added), None)
+        if opened is not None:
+            self.image.value = opened
+        elif current in choices:
             self.image.value = current
         elif choices:
             self.image.value = choices[-1]
+
+    def _on_active(self, event=None) -> None:
+        """Selecting an image layer makes it the one to segment."""
+        active = self.viewer.layers.selection.active
+        choice = next((c for _, c in self._image_choices() if active is not None and c == active), None)
+        if choice is not None and choice != self.image.value:
+            self.image.value = choice
+
+    def image_in_view(self):
+        """The image to segment: the chosen one while it is visible, else the
+        topmost visible image (chosen from then on); None without one."""
+        layer = self.image.value
+        if layer is not None and layer.visible:
+            return layer
+        shown = [c for _, c in self._image_choices() if c.visible]
+        if shown:
+            self.image.value = shown[-1]
+            return shown[-1]
+        return None
 
     def _on_mode(self, mode: str) -> None:
         self.global_weights.visible = mode == Mode.LOCAL2GLOBAL
@@ -206,7 +254,7 @@ class SegmentWidget(QWidget):
             self.classes.value = ""
             return
         self.classes.value = "reading the class table..."
-        worker = create_worker(_class_table_text, spec, _start_thread=False)
+        worker = create_worker(_model_card_text, spec, _start_thread=False)
         worker.returned.connect(lambda text: setattr(self.classes, "value", text))
         worker.finished.connect(lambda: setattr(self, "_classes_worker", None))
         self._classes_worker = worker
@@ -220,9 +268,9 @@ class SegmentWidget(QWidget):
         if value is None or str(value) in ("", "."):
             raise GLNetError(f"choose a {what} file first")
         path = Path(value).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise GLNetError(f"{what} not found: {path}")
-        return str(path)
+        return str(path)  # a folder or a device: the library says what it is
 
     def _global_weights(self) -> str | None:
         if self.mode.value == Mode.LOCAL2GLOBAL and str(self.global_weights.value) not in ("", "."):
@@ -231,8 +279,10 @@ class SegmentWidget(QWidget):
 
     def settings(self) -> Settings:
         """What the controller needs for a request; GLNetError says what is missing."""
-        layer = self.image.value
+        layer = self.image_in_view()
         if layer is None:
+            if self.image.value is not None:
+                raise GLNetError(f"the image '{self.image.value.name}' is hidden: show it (or another image) first")
             raise GLNetError("add an RGB image layer first (File > Open)")
         weights = self._file(self.weights.value, "checkpoint")
         model = ModelSpec(

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
+# GLNet's layers, bottom to top, kept directly above their image
+OWN_LAYERS = (OVERVIEW_NAME, LABELS_NAME, "GLNet uncertainty", "GLNet edit", "GLNet reviewed")
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
 RESERVED_KEYS = {
@@ -98,6 +100,18 @@ class _Warn:
 class _Done:
     region: Region
     refined: bool
+
+
+@dataclass
+class _Tally:
+    """What one request did so far, for the status line (main thread)."""
+
+    total: int = 0  # tiles to refine in the region
+    written: int = 0  # tiles newly written
+    reused: int = 0  # tiles the store held already
+    done: int = 0  # tiles finished, written or reused
+    ended: bool = False  # the worker returned (rather than being stopped)
+    cancelled: bool = False  # the user pressed Cancel
 
 
 @dataclass(frozen=True)
@@ -154,7 +168,7 @@ class _Runner:
         path = settings.store_path or default_store_path(
             image_identity(getattr(layer.source, "path", None), raw, layer.name), layer.name
         )
-        store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes)
+        store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes, stem=layer.name)
         self.session = ViewSession(self.segmenter, pixels, store)
         self.key, self.data = key, raw
         return self.session, True
@@ -222,6 +236,7 @@ class ViewController:
     device = Signal(str)  # "cpu" or "cuda", once a model is loaded
     store_ready = Signal(object, object)  # (LabelStore, its labels layer) once layers show a session's store
     labels_written = Signal(object)  # the region (top, left, bottom, right) of new predictions in the store
+    progress = Signal(int, int)  # (tiles done, tiles in the region): only moves forward within a request
 
     def __init__(
         self,
@@ -245,6 +260,13 @@ class ViewController:
         self._runner = _Runner()
         self._pending: _Request | None = None
         self._pbar = None
+        self._tally = _Tally()
+        self.image = None  # the image layer the session's layers belong to
+        self._request_layer = None
+        self._restacking = False
+        # asked before work moves to another image (the widget: unaccepted strokes are resolved)
+        self.may_switch: Callable[[str], bool] = lambda _doing: True
+        self.on_mark_reviewed: Callable[[Region | None], Any] | None = None  # the review side's, when there is one
         self._placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -255,6 +277,9 @@ class ViewController:
         viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         viewer.bind_key(KEYS["segment_view"], self._key_segment_view, overwrite=True)
         viewer.bind_key(KEYS["cancel"], self._key_cancel, overwrite=True)
+        for name in ("inserted", "moved", "reordered"):
+            getattr(viewer.layers.events, name).connect(self._restack)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
         """Stop work and let go of the viewer (the dock widget was closed)."""
@@ -267,6 +292,9 @@ class ViewController:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
         for key in KEYS.values():
             self.viewer.bind_key(key, None)
+        for name in ("inserted", "moved", "reordered"):
+            getattr(self.viewer.layers.events, name).disconnect(self._restack)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
 
     # -- geometry --------------------------------------------------------------------
     @property
@@ -345,11 +373,14 @@ class ViewController:
         """Stop after the patch batch in progress (finished patches are kept)."""
         self._pending = None
         if self.worker is not None:
+            self._tally.cancelled = True
             self.status.emit("cancelling after this batch...")
             self.worker.quit()
 
     def mark_reviewed(self, region: Region | None = None) -> Region | None:
         """Record ``region`` (default: the visible view) as checked by a person."""
+        if self.on_mark_reviewed is not None:
+            return self.on_mark_reviewed(region or self.visible_region())
         if self.session is None:
             notify("warning", "segment the image first: there is no label store yet")
             return None
@@ -385,6 +416,8 @@ class ViewController:
             else:
                 notify("error", str(e))
             return
+        if self.image is not None and settings.layer != self.image and not self.may_switch("segmenting another image"):
+            return
         region = None if region is None else tuple(int(v) for v in region)
         settings = replace(settings, model=settings.model.replace(threads=self.threads))  # one core for the GUI
         request = _Request(settings, region, point, refine, self.threads)
@@ -410,7 +443,9 @@ class ViewController:
         worker.returned.connect(self._on_returned)
         worker.finished.connect(lambda: self._on_finished(worker))
         self.worker = worker
+        self._tally = _Tally()
         self._pbar = _open_progress(self.cancel)
+        self._request_layer = layer
         self.busy.emit(True)
         self.status.emit("loading the checkpoint..." if self._runner.segmenter is None else "segmenting...")
         worker.start()
@@ -418,12 +453,7 @@ class ViewController:
     # -- what the worker reports (main thread) -------------------------------------------
     def _on_yielded(self, item) -> None:
         if isinstance(item, RefineProgress):
-            if self._pbar is not None and int(item.fraction * 1000) > self._pbar.n:
-                self._pbar.update(int(item.fraction * 1000) - self._pbar.n)  # napari's bar follows update()
-            self.status.emit(f"refining: {item.tiles_done}/{item.tiles_total} tiles ({item.fraction:.0%})")
-            if item.written is not None:
-                self.refresh_labels()
-                self.labels_written.emit(item.written)
+            self._on_progress(item)
         elif isinstance(item, Overview):
             self._show_overview(item)
             self.status.emit("overview shown; refining...")
@@ -431,6 +461,25 @@ class ViewController:
             self._on_ready(item)
         elif isinstance(item, _Warn):
             notify("warning", item.message)
+
+    def _on_progress(self, item: RefineProgress) -> None:
+        """Progress in one unit, tiles, and only forward (napari's bar follows update())."""
+        tally = self._tally
+        tally.total = item.tiles_total
+        if item.tiles_done > tally.done:
+            tally.done = item.tiles_done
+            tally.reused += item.reused
+            tally.written += item.written is not None
+        if self._pbar is not None:
+            if self._pbar.total != tally.total:
+                self._pbar.total = tally.total
+            if tally.done > self._pbar.n:
+                self._pbar.update(tally.done - self._pbar.n)
+        self.progress.emit(tally.done, tally.total)
+        self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
+        if item.written is not None:
+            self.refresh_labels()
+            self.labels_written.emit(item.written)
 
     def _on_ready(self, ready: _Ready) -> None:
         self.device.emit(ready.device)
@@ -441,22 +490,37 @@ class ViewController:
         layers = self.viewer.layers
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
+            self.image = self._request_layer
             self._make_layers()
         self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 
     def _on_returned(self, outcome) -> None:
+        self._tally.ended = True
         if isinstance(outcome, Failed):
-            self.status.emit("failed")
-            notify("error", outcome)
+            self.status.emit(f"failed: {outcome}")
         elif isinstance(outcome, _Done):
             self.refresh_labels()
-            t, l, b, r = outcome.region
-            if outcome.refined:
-                self.status.emit(f"done: refined rows {t}-{b}, columns {l}-{r}")
-            else:
-                self.status.emit(
-                    f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)"
-                )
+            self.status.emit(self._done_text(outcome))
+
+    def _done_text(self, done: _Done) -> str:
+        t, l, b, r = done.region
+        tally = self._tally
+        if not done.refined:
+            return f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)"
+        if tally.total and tally.reused == tally.total:
+            return (
+                f"already refined: rows {t}-{b}, columns {l}-{r} were in the label store "
+                "(nothing recomputed; Reset store… to start over)"
+            )
+        again = f"; {tally.reused} already refined" if tally.reused else ""
+        return f"done: refined rows {t}-{b}, columns {l}-{r} ({tally.written} new tile{'s' * (tally.written != 1)}{again})"
+
+    def _cancelled_text(self) -> str:
+        tally = self._tally
+        kept = f"{tally.written} new tile{'s' * (tally.written != 1)} written and kept"
+        if tally.total:
+            kept += f" ({tally.done} of {tally.total} tiles done)"
+        return f"cancelled: {kept}; finished patches are kept and reused next time"
 
     def _on_finished(self, worker) -> None:
         if worker is not self.worker:
@@ -465,6 +529,8 @@ class ViewController:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        if not self._tally.ended and self._pending is None:
+            self.status.emit(self._cancelled_text() if self._tally.cancelled else "failed: see the error message")
         pending, self._pending = self._pending, None
         if pending is not None:
             self._start(pending)
@@ -508,10 +574,48 @@ class ViewController:
                 layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
                 layer.scale, layer.translate = place["scale"], place["translate"]
             layer.editable = False  # views of the store and of the model: corrections go through the review layer
+            layer.visible = True
+        self._restack()
         self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()
         if image is not None and image in self.viewer.layers:  # keep the image selected: its keys and mode stay
             self.viewer.layers.selection.active = image
+
+    def _restack(self, _event=None) -> None:
+        """Keep GLNet's layers directly above their image, in the order
+        overview, labels, then the review's (edit, confidence, reviewed
+        regions): a layer added later (another image) never covers them."""
+        if self._restacking or self.image is None:
+            return
+        layers = self.viewer.layers
+        ours = [layer for layer in layers if layer.name in OWN_LAYERS]
+        image = _index(layers, self.image)
+        if image is None or not ours:
+            return
+        ours.sort(key=lambda layer: OWN_LAYERS.index(layer.name))
+        wanted = [layers[i] for i in range(len(layers)) if layers[i] not in ours]
+        at = _index(wanted, self.image) + 1
+        wanted[at:at] = ours
+        if [id(x) for x in wanted] == [id(x) for x in layers]:
+            return
+        self._restacking = True
+        try:
+            for target, layer in enumerate(wanted):
+                current = _index(layers, layer)
+                if current != target:
+                    layers.move(current, target)
+        finally:
+            self._restacking = False
+
+    def _on_layer_removed(self, event) -> None:
+        """The image went: its GLNet layers are hidden (and reused for the next image)."""
+        if self.image is None or event.value != self.image:
+            return
+        self.image = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+        self.status.emit("the image was closed: its GLNet layers are hidden (its labels stay in the label store)")
 
     def _reusable(self, name: str, multiscale: bool):
         """Our layer ``name`` if it can take the new data in place, else None (removed if it cannot)."""
@@ -614,6 +718,11 @@ class ViewController:
         self.last_menu = build_menu(self.context_actions(world_position))
         self.last_menu.popup(QCursor.pos())
         return self.last_menu
+
+
+def _index(layers, layer) -> int | None:
+    """Position of ``layer`` (compared with ==: napari's proxies are not the layers themselves)."""
+    return next((i for i, x in enumerate(layers) if x == layer), None)
 
 
 def _layer_data(levels: list):

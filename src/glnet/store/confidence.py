@@ -96,6 +96,14 @@ class ConfidenceMap:
                 )
         return cls(store, root)
 
+    def reset(self) -> None:
+        """Forget every value (the labels are another model's from now on)."""
+        with self._lock:
+            for name in (LEVEL0, LEVELS):
+                if name in self._root:
+                    del self._root[name]
+        ConfidenceMap.open(self.store)  # empty arrays again
+
     @property
     def levels(self) -> list[zarr.Array]:
         """Level 0 first; the coarser ones where the store has them."""
