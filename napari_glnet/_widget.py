@@ -159,6 +159,9 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
         self.setLayout(layout)
         self._guard = CloseGuard(self.review.resolve, self._shut_down)
+        self.controller.may_switch = self.review.resolve
+        self.controller.on_mark_reviewed = self.review.mark_reviewed
+        self.review.reset_requested.connect(self._reset_store)
         self.controller.store_ready.connect(self._on_store_ready)
         self.controller.labels_written.connect(self.review.labels_written)
         self.controller.status.connect(self._set_status)
@@ -304,6 +307,11 @@ class SegmentWidget(QWidget):
         if self.review.review is not before:  # accepted edits also hide the overview there
             self.review.review.store_changed.connect(lambda _region: self.controller.refresh_labels())
 
+    def _reset_store(self) -> None:
+        if self.controller.reset_store() is not None:
+            self.review.set_store(None)
+            self.review.report.setText(self.status.value)
+
     # -- for scripts and tests ---------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -327,6 +335,9 @@ class SegmentWidget(QWidget):
             return
         self._closed = True
         self._guard.release()
+        self.viewer.layers.selection.events.active.disconnect(self._on_active)
+        for name in ("inserted", "removed", "moved", "reordered"):
+            getattr(self.viewer.layers.events, name).disconnect(self._refresh_images)
         self.controller.close()
         self.review.close_review()
 

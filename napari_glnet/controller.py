@@ -36,8 +36,9 @@ from glnet.inference.memory import Fallback, is_out_of_memory, with_memory_fallb
 from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
+from .guided import NEXT_KEY, REVIEWED_NAME, UNCERTAINTY_KEY, UNCERTAINTY_NAME
 from .layers import camera, level0, to_data, visible_region
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
+from .review import ACCEPT_KEY, EDIT_LAYER_NAME, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
 from .session import (
     Overview,
     RefineProgress,
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
 # GLNet's layers, bottom to top, kept directly above their image
-OWN_LAYERS = (OVERVIEW_NAME, LABELS_NAME, "GLNet uncertainty", "GLNet edit", "GLNet reviewed")
+OWN_LAYERS = (OVERVIEW_NAME, LABELS_NAME, UNCERTAINTY_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
 RESERVED_KEYS = {
@@ -66,6 +67,7 @@ RESERVED_KEYS = {
     "undo_accept": UNDO_ACCEPT_KEY,
     "outline": OUTLINE_KEY,
 }
+GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
 MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
@@ -392,6 +394,31 @@ class ViewController:
         notify("info", f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
         return region
 
+    def reset_store(self) -> str | None:
+        """Set the session's label store aside (renamed, never deleted) so the
+        next segmentation starts an empty one; returns its new path, None when
+        it cannot (work running, no store)."""
+        from glnet.store.reset import set_aside
+
+        if self.session is None:
+            return None
+        if self.worker is not None:
+            self.status.emit("cancel the segmentation first (Cancel), then reset the store")
+            return None
+        path = self.session.store.path
+        try:
+            kept = set_aside(path)
+        except (GLNetError, OSError) as e:
+            self.status.emit(f"the store was not reset: {e}")
+            return None
+        self._runner.session = self._runner.key = None
+        self.session = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+        self.status.emit(f"label store reset: the old one is kept as {kept}; Segment view starts an empty store")
+        return str(kept)
+
     def _request(
         self,
         region: Region | None,
@@ -593,8 +620,9 @@ class ViewController:
         if image is None or not ours:
             return
         ours.sort(key=lambda layer: OWN_LAYERS.index(layer.name))
-        wanted = [layers[i] for i in range(len(layers)) if layers[i] not in ours]
-        at = _index(wanted, self.image) + 1
+        own = {id(layer) for layer in ours}
+        wanted = [layer for layer in layers if id(layer) not in own]
+        at = wanted.index(layers[image]) + 1
         wanted[at:at] = ours
         if [id(x) for x in wanted] == [id(x) for x in layers]:
             return

@@ -27,6 +27,9 @@ ROLES = {
     "Overwrite": QMessageBox.ButtonRole.DestructiveRole,
     "Discard": QMessageBox.ButtonRole.DestructiveRole,
     "Start fresh": QMessageBox.ButtonRole.DestructiveRole,
+    "Reset": QMessageBox.ButtonRole.DestructiveRole,
+    "Continue": QMessageBox.ButtonRole.AcceptRole,
+    "OK": QMessageBox.ButtonRole.AcceptRole,
     "Cancel": QMessageBox.ButtonRole.RejectRole,
 }
 

@@ -60,7 +60,7 @@ def test_blocks_least_confident_first_and_reviewed_ones_left_out(store, tmp_path
     ]
     assert blocks[0].confidence == pytest.approx(90 / 255) and blocks[0].predicted == 1.0
     store.mark_reviewed((500, 0, 1000, 520))
-    assert [b.region for b in uncertain_blocks(store, block=512)][0] == (0, 512, 512, 700)
+    assert uncertain_blocks(store, block=512)[0].region == (0, 512, 512, 700)
     reopened = LabelStore.open(store.path)
     assert len(uncertain_blocks(reopened, block=512)) == 3
 
