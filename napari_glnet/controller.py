@@ -540,7 +540,9 @@ class ViewController:
                 "(nothing recomputed; Reset store… to start over)"
             )
         again = f"; {tally.reused} already refined" if tally.reused else ""
-        return f"done: refined rows {t}-{b}, columns {l}-{r} ({tally.written} new tile{'s' * (tally.written != 1)}{again})"
+        return (
+            f"done: refined rows {t}-{b}, columns {l}-{r} ({tally.written} new tile{'s' * (tally.written != 1)}{again})"
+        )
 
     def _cancelled_text(self) -> str:
         tally = self._tally
