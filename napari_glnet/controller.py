@@ -384,6 +384,7 @@ class ViewController:
         self._tally.ended = True
         if isinstance(outcome, Failed):
             self.status.emit(f"failed: {outcome}")
+            notify("error", str(outcome))
         elif isinstance(outcome, Done):
             self.refresh_labels()
             self.status.emit(self._done_text(outcome))
