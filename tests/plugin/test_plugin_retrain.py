@@ -18,7 +18,7 @@ from glnet.store.labelstore import LabelStore
 from napari_glnet._retrain_widget import RetrainBox
 from napari_glnet.guard import ask_with_dialog
 
-from helpers.plugin import answer_dialog
+from helpers.plugin import answer_dialog, answer_dialogs
 
 SIZE = 512
 
@@ -102,3 +102,20 @@ def test_a_finetune_shows_its_batches_can_be_cancelled_and_writes_only_its_outpu
     qtbot.waitUntil(lambda: said[-1].startswith("Fine-tuning cancelled"), timeout=120_000)
     assert "nothing was written" in said[-1] and not (out_dir / "again.pt").exists()
     assert sorted(p.name for p in out_dir.iterdir()) == ["new.pt"]
+
+
+def test_a_folder_that_is_not_empty_is_asked_about_in_gui_words(box, qtbot, tmp_path):
+    b, said = box
+    folder = tmp_path / "used"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("someone's file\n")
+    seen: list[str] = []
+    answer_dialogs(["Use 256 px tiles", "Cancel"], seen)  # the held-out question comes first
+    assert b.export(str(folder)) is None
+    assert "is not empty" in seen[-1] and "--" not in seen[-1]  # no command-line flags in a dialog
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # nothing written
+
+    answer_dialogs(["Use 256 px tiles", "Overwrite"])
+    b.export(str(folder))
+    qtbot.waitUntil(lambda: said and said[-1].startswith("Exported"), timeout=60_000)
+    assert (folder / "notes.txt").exists() and len(read_export(folder)) == 4
