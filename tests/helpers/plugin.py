@@ -75,7 +75,8 @@ def answer_dialogs(choices: list[str], seen: list[str] | None = None, polls: int
             answered.add(id(box))
             if seen is not None:
                 seen.append(box.text())
-            (button,) = [b for b in box.buttons() if b.text().replace("&", "") == left_to_click.pop(0)]
+            choice = left_to_click.pop(0)
+            (button,) = [b for b in box.buttons() if b.text().replace("&", "") == choice]
             button.click()
         if left_to_click and left:
             QTimer.singleShot(25, lambda: poll(left - 1))
