@@ -86,11 +86,12 @@ def test_closing_the_dock_asks_and_cancel_keeps_it_open(editing, qtbot):
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert w.isVisible() and w.review.review.dirty and EDIT_LAYER_NAME in viewer.layers
 
+    store = w.review.review.store
     answer_dialog("Discard")
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
     assert EDIT_LAYER_NAME not in viewer.layers
-    assert StrokeJournal(w.review.review.store).pending() is None
+    assert StrokeJournal(store).pending() is None  # the dock let go of the store: read the journal itself
 
 
 def test_removing_the_edit_layer_asks_and_cancel_puts_it_back(editing, qtbot):
