@@ -1,23 +1,28 @@
-"""The dock widget's review half: edit, accept, undo, score, export, fine-tune.
+"""The dock widget's review half: edit, accept, undo, guided review, retraining, score.
 
 Layout only, like ``_widget.py``: the work is :class:`~napari_glnet.review.ReviewController`
-(editable region layer over the label store), :class:`~napari_glnet.iou_panel.IoUPanel`
-(live per-class IoU), :func:`~napari_glnet.retrain.start_export` and
-:func:`~napari_glnet.finetune.start_finetune`.  The label store exists once
-the first segmentation ran, so the review controller is made then
-(``set_store``), one per store.
+(editable region layer over the label store), :class:`~napari_glnet.guided.GuidedReview`
+(uncertainty layer, reviewed regions, next uncertain region, progress),
+:class:`~napari_glnet._retrain_widget.RetrainBox` (export, fine-tune) and
+:class:`~napari_glnet.iou_panel.IoUPanel` (live per-class IoU).  The label
+store exists once the first segmentation ran, so the controllers are made
+then (``set_store``), one per store.  Every action says what it did in the
+line under the buttons.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ._retrain_widget import RetrainBox
+from .guard import ask_with_dialog, later
+from .guided import NEXT_KEY, UNCERTAINTY_KEY, GuidedReview, describe_progress
 from .iou_panel import IoUPanel
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY, ReviewController
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY, ReviewController
 from .workers import notify
 
 if TYPE_CHECKING:
@@ -28,12 +33,15 @@ if TYPE_CHECKING:
 
 
 class ReviewWidget(QWidget):
-    """Buttons for the review loop and the IoU table.
+    """Buttons for the review loop, guided review, retraining and the IoU table.
 
     ``view_region()`` gives the pixels in view (the view controller's),
     ``image_layer()`` the image being reviewed and ``checkpoint()`` the
     checkpoint file in the form (for fine-tuning); ``on_new_model(path)`` is
-    called with a fine-tuned checkpoint the user chose to switch to."""
+    called with a fine-tuned checkpoint the user chose to switch to.
+    :attr:`reset_requested` asks the view side to set the store aside."""
+
+    reset_requested = Signal()
 
     def __init__(
         self,
@@ -46,11 +54,13 @@ class ReviewWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.review: ReviewController | None = None
+        self.guided: GuidedReview | None = None
         self._view_region = view_region
         self._image_layer = image_layer
-        self._checkpoint = checkpoint
-        self._on_new_model = on_new_model
-        self.worker = None
+        self.ask = ask_with_dialog(self)
+        self.report = QLabel("")
+        self.report.setWordWrap(True)
+        self.report.setToolTip("What the last review action did")
 
         def button(text: str, tip: str, slot: Callable[[], object]) -> QPushButton:
             b = QPushButton(text)
@@ -61,8 +71,8 @@ class ReviewWidget(QWidget):
 
         self.edit_button = button(
             "Edit view",
-            "Copy the labels in view into an editable layer: paint with "
-            f"napari's brush/fill/eraser ({NEXT_CLASS_KEY}: next class)",
+            "Copy the labels in view into an editable layer: paint with napari's brush/fill; "
+            f"the eraser brings back the model's labels ({NEXT_CLASS_KEY}: next class, {OUTLINE_KEY}: outlines)",
             self.edit_view,
         )
         self.accept_button = button(
@@ -72,52 +82,105 @@ class ReviewWidget(QWidget):
         self.reviewed_button = button(
             "Mark reviewed", "Record the region in view as checked (exported for retraining)", self.mark_reviewed
         )
-        self.export_button = button(
-            "Export for retraining…",
-            "Write the reviewed regions as DeepGlobe-layout tiles that  glnet train / glnet finetune --data DIR  read",
-            self.export,
+        self.reset_button = button(
+            "Reset store…",
+            "Start the label store afresh; the old one is renamed beside it, never deleted",
+            self.reset_store,
         )
-        self.finetune_button = button(
-            "Fine-tune…",
-            "Fine-tune the checkpoint on an export folder in the background; reports validation mIoU before and after",
-            self.finetune,
+        self.next_button = button(
+            "Next uncertain region",
+            f"Jump to the least confident block nobody reviewed yet ({NEXT_KEY})",
+            self.next_uncertain,
         )
+        self.uncertainty_box = QCheckBox("Uncertainty")
+        self.uncertainty_box.setToolTip(f"Show where the model was least sure, in red ({UNCERTAINTY_KEY})")
+        self.uncertainty_box.setChecked(True)
+        self.uncertainty_box.toggled.connect(self._uncertainty_toggled)
+        self.reviewed_box = QCheckBox("Reviewed regions")
+        self.reviewed_box.setToolTip("Outline the regions marked reviewed")
+        self.reviewed_box.setChecked(True)
+        self.reviewed_box.toggled.connect(lambda on: self.guided is not None and self.guided.set_reviewed_visible(on))
+        self.progress = QLabel("")
+        self.progress.setWordWrap(True)
+        self.progress.setToolTip("Reviewed area, and how sure the model was about what is left to review")
+        self.retrain = RetrainBox(self._store, image_layer, checkpoint, self.ask, on_new_model)
+        self.retrain.said.connect(self.report.setText)
         self.iou = IoUPanel(viewer, view_region=view_region)
+
         grid = QGridLayout()
         for i, b in enumerate(
-            (
-                self.edit_button,
-                self.accept_button,
-                self.undo_button,
-                self.reviewed_button,
-                self.export_button,
-                self.finetune_button,
-            )
+            (self.edit_button, self.accept_button, self.undo_button, self.reviewed_button, self.reset_button)
         ):
             grid.addWidget(b, i // 2, i % 2)
+        guided = QGroupBox("Guided review")
+        toggles = QHBoxLayout()
+        toggles.addWidget(self.uncertainty_box)
+        toggles.addWidget(self.reviewed_box)
+        box = QVBoxLayout(guided)
+        box.addWidget(self.next_button)
+        box.addLayout(toggles)
+        box.addWidget(self.progress)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("<b>Review</b>"))
         layout.addLayout(grid)
+        layout.addWidget(self.report)
+        layout.addWidget(guided)
+        layout.addWidget(self.retrain)
         layout.addWidget(self.iou)
-        self.finetune_button.setEnabled(True)
 
     # -- the store ------------------------------------------------------------------
-    def set_store(self, store: LabelStore, store_layer=None) -> None:
-        """Review ``store`` from now on (called when a segmentation made or opened it)."""
-        if self.review is not None and self.review.store.path == store.path:
+    def _store(self) -> LabelStore | None:
+        return self.review.store if self.review is not None else None
+
+    def set_store(self, store: LabelStore | None, store_layer=None) -> None:
+        """Review ``store`` from now on (a segmentation made or opened it; None: no store)."""
+        if self.review is not None and store is not None and self.review.store.path == store.path:
             return
-        if self.review is not None:
-            self.review.close()
-        self.review = ReviewController(self.viewer, store, store_layer=store_layer)
+        self._drop_store()
+        enabled = store is not None
+        for b in (self.edit_button, self.accept_button, self.undo_button, self.reviewed_button):
+            b.setEnabled(enabled)
+        for b in (self.reset_button, self.next_button):
+            b.setEnabled(enabled)
+        self.retrain.set_enabled(enabled)
         self.iou.set_store(store)
+        if store is None:
+            self.progress.setText("")
+            return
+        self.review = ReviewController(self.viewer, store, store_layer=store_layer, ask=self.ask, defer=later)
+        self.review.said.connect(lambda text: self.report.setText(text))
         self.iou.set_review(self.review)
-        for b in (self.edit_button, self.accept_button, self.undo_button, self.reviewed_button, self.export_button):
-            b.setEnabled(True)
+        self.guided = GuidedReview(self.viewer, store, store_layer)
+        self.guided.show_uncertainty = self.uncertainty_box.isChecked()
+        self.guided.show_reviewed = self.reviewed_box.isChecked()
+        self.guided.said.connect(lambda text: self.report.setText(text))
+        self.guided.changed.connect(lambda progress: self.progress.setText(describe_progress(progress)))
+        self.guided.bind_keys()
+        self.review.reviewed.connect(lambda _region: self.guided.refresh())
+        self.review.store_changed.connect(lambda _region: self.guided.refresh())
+        self.guided.refresh()
+        self.review.offer_pending()
+
+    def _drop_store(self) -> None:
+        """Stop reviewing the current store (its unaccepted strokes were resolved before)."""
+        if self.review is not None:
+            if self.review.edit_layer is not None and not self.review.dirty:
+                self.review.discard()  # a clean edit layer of the old image would only mislead
+            self.review.close()
+        if self.guided is not None:
+            self.guided.close()
+        self.review = self.guided = None
+
+    def resolve(self, doing: str) -> bool:
+        """Unaccepted strokes are accepted, discarded or kept (False: do not go on with ``doing``)."""
+        return self.review is None or self.review.resolve(doing)
 
     def labels_written(self, region: Region) -> None:
-        """The segmenter wrote predictions into ``region``: rescore it."""
+        """The segmenter wrote predictions (and their confidence) into ``region``."""
         self.iou.labels_changed(region)
+        if self.guided is not None:
+            self.guided.refresh()
 
     # -- actions --------------------------------------------------------------------
     def _region(self) -> Region | None:
@@ -138,52 +201,50 @@ class ReviewWidget(QWidget):
         if self.review is not None:
             self.review.undo()
 
-    def mark_reviewed(self) -> None:
-        if self.review is not None and (region := self._region()) is not None:
-            self.review.mark_reviewed(region)
-
-    def export(self, out_dir: str | None = None) -> object:
-        """Export the reviewed regions (asks for a folder unless given); returns the worker."""
-        from .retrain import start_export
-
+    def mark_reviewed(self, region: Region | None = None) -> Region | None:
+        """Mark ``region`` (default: the view) reviewed."""
         if self.review is None:
+            notify("warning", "segment the image first: there is no label store yet")
             return None
-        out_dir = out_dir or QFileDialog.getExistingDirectory(self, "Export for retraining into (an empty folder)")
-        if not out_dir:
-            return None
-        self.worker = start_export(self.review.store, self._image_layer(), out_dir, which="reviewed")
-        return self.worker
+        region = region or self._region()
+        return self.review.mark_reviewed(region) if region is not None else None
+
+    def next_uncertain(self) -> None:
+        if self.guided is not None:
+            self.guided.next_uncertain()
+
+    def _uncertainty_toggled(self, on: bool) -> None:
+        if self.guided is not None:
+            self.guided.set_uncertainty_visible(on)
+
+    def reset_store(self) -> bool:
+        """Ask, then have the store set aside (never deleted); True when it was."""
+        from glnet.store.reset import work_in
+
+        store = self._store()
+        if store is None or not self.resolve("resetting the label store"):
+            return False
+        choice = self.ask(
+            f"Start the label store {store.path.name} afresh?\n\nIt holds {work_in(store)}. It is not deleted: it is "
+            f"renamed beside itself ({store.path.parent}), and Segment view starts an empty store.",
+            ("Reset", "Cancel"),
+        )
+        if choice != "Reset":
+            return False
+        self.reset_requested.emit()
+        return True
+
+    # -- retraining (the box's) -----------------------------------------------------------
+    def export(self, out_dir: str | None = None) -> object:
+        return self.retrain.export(out_dir)
 
     def finetune(self, data: str | None = None, output: str | None = None) -> object:
-        """Fine-tune the form's checkpoint on an export folder; returns the worker."""
-        from .finetune import start_finetune
+        return self.retrain.finetune(data, output)
 
-        try:
-            source = self._checkpoint()
-        except Exception as e:  # the form says what is missing
-            notify("error", str(e))
-            return None
-        data = data or QFileDialog.getExistingDirectory(self, "Export folder to fine-tune on")
-        if not data:
-            return None
-        if output is None:
-            stem = Path(source)
-            output, _ = QFileDialog.getSaveFileName(
-                self,
-                "Save the fine-tuned checkpoint as",
-                str(stem.with_name(stem.stem + ".finetuned.pt")),
-                "Checkpoints (*.pt)",
-            )
-        if not output:
-            return None
-        self.worker = start_finetune(source, data, output, on_done=self._finetuned)
-        return self.worker
-
-    def _finetuned(self, result) -> None:
-        if result.output is not None and result.improved:
-            self._on_new_model(str(result.output))
+    @property
+    def worker(self):
+        return self.retrain.worker
 
     def close_review(self) -> None:
-        if self.review is not None:
-            self.review.close()
+        self._drop_store()
         self.iou.close_panel()

@@ -6,25 +6,28 @@ File › Open Sample › GLNet.  The scene is :class:`glnet.data.synthetic.Synth
 classes; 1024 x 1024 px renders in about a second on one CPU core (2048 px
 takes about 4 s).  The ground-truth layer carries the class table in
 ``metadata["glnet_classes"]``, like our label stores, and the image layer
-says where the demo checkpoint is (``sample_data/demo.glnet.pt`` in a source
-checkout, None where it is absent).
+says where the demo checkpoint is: it ships inside the package
+(``napari_glnet/data/demo.glnet.pt``, found with importlib.resources, so a
+wheel install has it too).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from glnet.classes import DEEPGLOBE
 from glnet.data.synthetic import SyntheticScene
 
 SIZE = 1024
 SEED = 0
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "sample_data" / "demo.glnet.pt"
+DEMO_CHECKPOINT = "data/demo.glnet.pt"  # inside the package
 
 
 def demo_checkpoint() -> str | None:
-    """The trained demo checkpoint, when this checkout has it."""
-    return str(DEMO_CHECKPOINT) if DEMO_CHECKPOINT.is_file() else None
+    """The trained demo checkpoint shipped in the package (a real file: the
+    package is installed as files, never zipped); None where it is missing."""
+    resource = files("napari_glnet").joinpath(DEMO_CHECKPOINT)
+    return str(resource) if resource.is_file() else None
 
 
 def synthetic_scene(size: int = SIZE, seed: int = SEED) -> list[tuple]:

@@ -24,7 +24,8 @@ from glnet.inference.coarse import CoarseToFine
 from glnet.inference.spec import ModelSpec
 
 from ._review_widget import ReviewWidget
-from .controller import KEYS, Settings, ViewController
+from .controller import KEYS, OWN_LAYERS, Settings, ViewController
+from .guard import CloseGuard
 
 if TYPE_CHECKING:
     import napari
@@ -45,12 +46,34 @@ def class_table_html(classes) -> str:
     return "<br>".join(rows)
 
 
-def _class_table_text(spec: ModelSpec) -> str:
-    """The checkpoint's class table as rich text, or what is wrong with the file."""
+AUTHORS_HINT = (
+    "For real aerial or satellite imagery, choose the authors' DeepGlobe checkpoints instead: "
+    "fpn_deepglobe_global2local.pth with Mode global2local, or fpn_deepglobe_local2global.pth with "
+    "Mode local2global and fpn_deepglobe_global.pth as Global ckpt (see the README)."
+)
+
+
+def model_card_html(ckpt) -> str:
+    """The class table in colour, then what the checkpoint says about itself
+    (``extra["trained_on"]``; a demo model also says where real models are)."""
+    text = class_table_html(ckpt.classes)
+    extra = ckpt.extra or {}
+    notes = []
+    if extra.get("trained_on"):
+        notes.append(f"Trained on {html.escape(str(extra['trained_on']))}.")
+    if extra.get("demo"):
+        notes.append(html.escape(AUTHORS_HINT))
+    if notes:
+        text += "<br><i>" + "<br>".join(notes) + "</i>"
+    return text
+
+
+def _model_card_text(spec: ModelSpec) -> str:
+    """The checkpoint's model card as rich text, or what is wrong with the file."""
     try:
-        return class_table_html(spec.checkpoint().classes)
+        return model_card_html(spec.checkpoint())
     except GLNetError as e:
-        return html.escape(str(e))
+        return f'<span style="color: #e05050;">{html.escape(str(e))}</span>'
 
 
 class SegmentWidget(QWidget):
@@ -60,6 +83,7 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._classes_worker = None
+        self._closed = False
         self.image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self.weights = FileEdit(label="Checkpoint", mode="r", filter=CHECKPOINT_FILTER)
         self.mode = ComboBox(
@@ -134,6 +158,10 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.review)
         layout.addStretch(1)
         self.setLayout(layout)
+        self._guard = CloseGuard(self.review.resolve, self._shut_down)
+        self.controller.may_switch = self.review.resolve
+        self.controller.on_mark_reviewed = self.review.mark_reviewed
+        self.review.reset_requested.connect(self._reset_store)
         self.controller.store_ready.connect(self._on_store_ready)
         self.controller.labels_written.connect(self.review.labels_written)
         self.controller.status.connect(self._set_status)
@@ -149,6 +177,7 @@ class SegmentWidget(QWidget):
         for name in ("inserted", "removed", "moved", "reordered"):
             if hasattr(events, name):
                 getattr(events, name).connect(self._refresh_images)
+        self.viewer.layers.selection.events.active.connect(self._on_active)
         self._refresh_images()
         self._show_device_note()
 
@@ -156,16 +185,42 @@ class SegmentWidget(QWidget):
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Image
 
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        # GLNet's own image layers (the uncertainty map) are never what to segment
+        return [(x.name, x) for x in self.viewer.layers if isinstance(x, Image) and x.name not in OWN_LAYERS]
 
-    def _refresh_images(self, _event=None) -> None:
+    def _refresh_images(self, event=None) -> None:
+        """The image choices follow the layer list; an image just opened
+        (File > Open, drag and drop, a script) becomes the one to segment."""
         current = self.image.value
         self.image.reset_choices()
         choices = [layer for _, layer in self._image_choices()]
-        if current in choices:
+        added = event.value if event is not None and getattr(event, "type", "") == "inserted" else None
+        opened = next((c for c in choices if added is not None and c == added), None)
+        if opened is not None:
+            self.image.value = opened
+        elif current in choices:
             self.image.value = current
         elif choices:
             self.image.value = choices[-1]
+
+    def _on_active(self, event=None) -> None:
+        """Selecting an image layer makes it the one to segment."""
+        active = self.viewer.layers.selection.active
+        choice = next((c for _, c in self._image_choices() if active is not None and c == active), None)
+        if choice is not None and choice != self.image.value:
+            self.image.value = choice
+
+    def image_in_view(self):
+        """The image to segment: the chosen one while it is visible, else the
+        topmost visible image (chosen from then on); None without one."""
+        layer = self.image.value
+        if layer is not None and layer.visible:
+            return layer
+        shown = [c for _, c in self._image_choices() if c.visible]
+        if shown:
+            self.image.value = shown[-1]
+            return shown[-1]
+        return None
 
     def _on_mode(self, mode: str) -> None:
         self.global_weights.visible = mode == Mode.LOCAL2GLOBAL
@@ -203,7 +258,7 @@ class SegmentWidget(QWidget):
             self.classes.value = ""
             return
         self.classes.value = "reading the class table..."
-        worker = create_worker(_class_table_text, spec, _start_thread=False)
+        worker = create_worker(_model_card_text, spec, _start_thread=False)
         worker.returned.connect(lambda text: setattr(self.classes, "value", text))
         worker.finished.connect(lambda: setattr(self, "_classes_worker", None))
         self._classes_worker = worker
@@ -217,9 +272,9 @@ class SegmentWidget(QWidget):
         if value is None or str(value) in ("", "."):
             raise GLNetError(f"choose a {what} file first")
         path = Path(value).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise GLNetError(f"{what} not found: {path}")
-        return str(path)
+        return str(path)  # a folder or a device: the library says what it is
 
     def _global_weights(self) -> str | None:
         if self.mode.value == Mode.LOCAL2GLOBAL and str(self.global_weights.value) not in ("", "."):
@@ -228,8 +283,10 @@ class SegmentWidget(QWidget):
 
     def settings(self) -> Settings:
         """What the controller needs for a request; GLNetError says what is missing."""
-        layer = self.image.value
+        layer = self.image_in_view()
         if layer is None:
+            if self.image.value is not None:
+                raise GLNetError(f"the image '{self.image.value.name}' is hidden: show it (or another image) first")
             raise GLNetError("add an RGB image layer first (File > Open)")
         weights = self._file(self.weights.value, "checkpoint")
         model = ModelSpec(
@@ -251,6 +308,11 @@ class SegmentWidget(QWidget):
         if self.review.review is not before:  # accepted edits also hide the overview there
             self.review.review.store_changed.connect(lambda _region: self.controller.refresh_labels())
 
+    def _reset_store(self) -> None:
+        if self.controller.reset_store() is not None:
+            self.review.set_store(None)
+            self.review.report.setText(self.status.value)
+
     # -- for scripts and tests ---------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -264,7 +326,22 @@ class SegmentWidget(QWidget):
     def cancel(self) -> None:
         self.controller.cancel()
 
-    def closeEvent(self, event) -> None:  # the dock was closed: stop listening to the viewer
+    def showEvent(self, event) -> None:  # docked: napari's window and the dock's close button exist now
+        self._guard.watch(self)
+        super().showEvent(event)
+
+    def _shut_down(self) -> None:
+        """Stop listening to the viewer (the dock is being closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._guard.release()
+        self.viewer.layers.selection.events.active.disconnect(self._on_active)
+        for name in ("inserted", "removed", "moved", "reordered"):
+            getattr(self.viewer.layers.events, name).disconnect(self._refresh_images)
         self.controller.close()
         self.review.close_review()
+
+    def closeEvent(self, event) -> None:
+        self._shut_down()
         super().closeEvent(event)

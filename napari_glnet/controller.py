@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,21 +32,18 @@ from psygnal import Signal
 
 from glnet.errors import GLNetError
 from glnet.geometry import Region, enclosing
-from glnet.inference.memory import Fallback, is_out_of_memory, with_memory_fallback
-from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
+from .guided import NEXT_KEY, REVIEWED_NAME, UNCERTAINTY_KEY, UNCERTAINTY_NAME
 from .layers import camera, level0, to_data, visible_region
-from .review import ACCEPT_KEY, NEXT_CLASS_KEY, UNDO_ACCEPT_KEY
+from .review import ACCEPT_KEY, EDIT_LAYER_NAME, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
 from .session import (
     Overview,
     RefineProgress,
     ViewSession,
-    default_store_path,
-    image_identity,
-    open_store,
     overview_placement,
 )
+from .view_worker import MAX_AUTO_SCENES, Done, Ready, Request, Runner, Settings, Warn, layer_pixels, view_job
 from .workers import Failed, notify
 
 if TYPE_CHECKING:
@@ -56,151 +53,31 @@ log = logging.getLogger(__name__)
 
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
+# GLNet's layers, bottom to top, kept directly above their image
+OWN_LAYERS = (OVERVIEW_NAME, LABELS_NAME, UNCERTAINTY_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
-RESERVED_KEYS = {"accept": ACCEPT_KEY, "next_class": NEXT_CLASS_KEY, "undo_accept": UNDO_ACCEPT_KEY}
+RESERVED_KEYS = {
+    "accept": ACCEPT_KEY,
+    "next_class": NEXT_CLASS_KEY,
+    "undo_accept": UNDO_ACCEPT_KEY,
+    "outline": OUTLINE_KEY,
+}
+GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
-MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
 
 
-# -- what the form gives ---------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    """The widget's current choices (the controller asks for them per request)."""
-
-    model: ModelSpec
-    layer: Any  # napari.layers.Image
-    store_path: str | None = None  # None: the image's default store in the cache
-    model_mtime: float = 0.0  # the checkpoint file's: a rewritten file is loaded again
-
-
-# -- messages from the worker (plain values: the main thread acts on them) -------
 @dataclass
-class _Ready:
-    session: ViewSession
-    new: bool  # a new session: (re)make the layers
-    device: str
-    untrained: bool
+class _Tally:
+    """What one request did so far, for the status line (main thread)."""
 
-
-@dataclass
-class _Warn:
-    message: str
-
-
-@dataclass
-class _Done:
-    region: Region
-    refined: bool
-
-
-@dataclass(frozen=True)
-class _Request:
-    settings: Settings
-    region: Region | None  # image pixels
-    point: tuple[float, float] | None = None  # instead of a region: the patch block at this image pixel
-    refine: bool | None = True  # None: only while the region spans at most MAX_AUTO_SCENES scenes
-    threads: int = 1
-
-
-def layer_pixels(layer) -> Any:
-    """An image layer's level 0 as (H, W, 3) uint8, lazily where it was lazy."""
-    data = level0(layer)
-    ndim = len(data.shape) - (1 if layer.rgb else 0)
-    if ndim != 2:
-        raise GLNetError(f"GLNet segments 2D images; the layer '{layer.name}' has {ndim} dimensions")
-    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 3 and data.shape[2] == 3:
-        return data
-    import dask.array as da
-
-    from glnet.io.readers import to_rgb8
-
-    return to_rgb8(da.asarray(data), layer.name)
-
-
-class _Runner:
-    """The worker thread's state: the loaded model and the session, reused
-    between requests.  Only one worker runs at a time, so no locks."""
-
-    def __init__(self) -> None:
-        self.model: tuple[ModelSpec, float] | None = None
-        self.segmenter = None
-        self.key: tuple | None = None
-        self.session: ViewSession | None = None
-        self.data = None  # held so the id() in key cannot be reused
-
-    def segmenter_for(self, settings: Settings):
-        loaded = False
-        model = (settings.model, settings.model_mtime)
-        if model != self.model:
-            self.segmenter = self.model = self.session = self.key = self.data = None
-            self.segmenter = settings.model.load()
-            self.model, loaded = model, True
-        return self.segmenter, loaded
-
-    def session_for(self, settings: Settings, raw, pixels) -> tuple[ViewSession, bool]:
-        """The session of this layer's data (``raw``: what the layer holds,
-        ``pixels``: it as RGB uint8), kept while neither changes."""
-        layer = settings.layer
-        key = (settings.model, settings.model_mtime, id(layer), id(raw), settings.store_path)
-        if key == self.key and self.session is not None:
-            return self.session, False
-        path = settings.store_path or default_store_path(
-            image_identity(getattr(layer.source, "path", None), raw, layer.name), layer.name
-        )
-        store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes)
-        self.session = ViewSession(self.segmenter, pixels, store)
-        self.key, self.data = key, raw
-        return self.session, True
-
-
-def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
-    """The worker's generator: _Ready, the overview, then the refinement,
-    one yield per patch batch; returns _Done, or a Failed message for the user's
-    problems (bad checkpoint, out of memory on the CPU, a store that must not
-    be replaced) so they reach the user as one line."""
-    from glnet.runtime import set_threads
-
-    try:
-        set_threads(request.threads)  # a worker thread's default is not what we want
-        seg, loaded = runner.segmenter_for(request.settings)
-        session, new = runner.session_for(request.settings, raw, pixels)
-        yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
-        region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
-        yield from _with_fallback(runner, lambda: _overview_steps(session, region))
-        refine = request.refine
-        if refine is None:
-            refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
-        if refine:
-            yield from _with_fallback(runner, lambda: session.refine(region))
-        return _Done(region, refine)
-    except GLNetError as e:
-        return Failed(e)
-    except (MemoryError, RuntimeError) as e:
-        if is_out_of_memory(e):
-            return Failed("out of memory: lower the batch size, or segment a smaller region")
-        raise
-
-
-def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
-    for _ in session.run_overview(region):
-        yield session.current_overview()
-
-
-def _with_fallback(runner: _Runner, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """Run ``steps()``; out of memory, the library's fallback (half the batch,
-    then the CPU) runs it again on the session's new Segmenter, which the
-    runner keeps; the user is told each time (finished scenes are kept)."""
-
-    def on(seg) -> Iterator[Any]:
-        if seg is not runner.segmenter:
-            runner.segmenter = seg
-            runner.session.set_segmenter(seg)
-        return steps()
-
-    for item in with_memory_fallback(runner.segmenter, on):
-        yield _Warn(item.message) if isinstance(item, Fallback) else item
+    total: int = 0  # tiles to refine in the region
+    written: int = 0  # tiles newly written
+    reused: int = 0  # tiles the store held already
+    done: int = 0  # tiles finished, written or reused
+    ended: bool = False  # the worker returned (rather than being stopped)
+    cancelled: bool = False  # the user pressed Cancel
 
 
 # -- the controller -----------------------------------------------------------------
@@ -217,6 +94,7 @@ class ViewController:
     device = Signal(str)  # "cpu" or "cuda", once a model is loaded
     store_ready = Signal(object, object)  # (LabelStore, its labels layer) once layers show a session's store
     labels_written = Signal(object)  # the region (top, left, bottom, right) of new predictions in the store
+    progress = Signal(int, int)  # (tiles done, tiles in the region): only moves forward within a request
 
     def __init__(
         self,
@@ -237,9 +115,16 @@ class ViewController:
         self.session: ViewSession | None = None
         self.worker = None
         self.last_menu = None  # the last context menu opened (tests trigger its actions)
-        self._runner = _Runner()
-        self._pending: _Request | None = None
+        self._runner = Runner()
+        self._pending: Request | None = None
         self._pbar = None
+        self._tally = _Tally()
+        self.image = None  # the image layer the session's layers belong to
+        self._request_layer = None
+        self._restacking = False
+        # asked before work moves to another image (the widget: unaccepted strokes are resolved)
+        self.may_switch: Callable[[str], bool] = lambda _doing: True
+        self.on_mark_reviewed: Callable[[Region | None], Any] | None = None  # the review side's, when there is one
         self._placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}
         self._timer = QTimer()
         self._timer.setSingleShot(True)
@@ -250,6 +135,9 @@ class ViewController:
         viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
         viewer.bind_key(KEYS["segment_view"], self._key_segment_view, overwrite=True)
         viewer.bind_key(KEYS["cancel"], self._key_cancel, overwrite=True)
+        for name in ("inserted", "moved", "reordered"):
+            getattr(viewer.layers.events, name).connect(self._restack)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
         """Stop work and let go of the viewer (the dock widget was closed)."""
@@ -262,6 +150,9 @@ class ViewController:
             self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
         for key in KEYS.values():
             self.viewer.bind_key(key, None)
+        for name in ("inserted", "moved", "reordered"):
+            getattr(self.viewer.layers.events, name).disconnect(self._restack)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
 
     # -- geometry --------------------------------------------------------------------
     @property
@@ -340,11 +231,14 @@ class ViewController:
         """Stop after the patch batch in progress (finished patches are kept)."""
         self._pending = None
         if self.worker is not None:
+            self._tally.cancelled = True
             self.status.emit("cancelling after this batch...")
             self.worker.quit()
 
     def mark_reviewed(self, region: Region | None = None) -> Region | None:
         """Record ``region`` (default: the visible view) as checked by a person."""
+        if self.on_mark_reviewed is not None:
+            return self.on_mark_reviewed(region or self.visible_region())
         if self.session is None:
             notify("warning", "segment the image first: there is no label store yet")
             return None
@@ -355,6 +249,31 @@ class ViewController:
         region = self.session.mark_reviewed(region)
         notify("info", f"marked rows {region[0]}-{region[2]}, columns {region[1]}-{region[3]} as reviewed")
         return region
+
+    def reset_store(self) -> str | None:
+        """Set the session's label store aside (renamed, never deleted) so the
+        next segmentation starts an empty one; returns its new path, None when
+        it cannot (work running, no store)."""
+        from glnet.store.reset import set_aside
+
+        if self.session is None:
+            return None
+        if self.worker is not None:
+            self.status.emit("cancel the segmentation first (Cancel), then reset the store")
+            return None
+        path = self.session.store.path
+        try:
+            kept = set_aside(path)
+        except (GLNetError, OSError) as e:
+            self.status.emit(f"the store was not reset: {e}")
+            return None
+        self._runner.session = self._runner.key = None
+        self.session = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+        self.status.emit(f"label store reset: the old one is kept as {kept}; Segment view starts an empty store")
+        return str(kept)
 
     def _request(
         self,
@@ -380,16 +299,18 @@ class ViewController:
             else:
                 notify("error", str(e))
             return
+        if self.image is not None and settings.layer != self.image and not self.may_switch("segmenting another image"):
+            return
         region = None if region is None else tuple(int(v) for v in region)
         settings = replace(settings, model=settings.model.replace(threads=self.threads))  # one core for the GUI
-        request = _Request(settings, region, point, refine, self.threads)
+        request = Request(settings, region, point, refine, self.threads)
         if self.worker is not None:  # the old view's work stops at its next batch; then this starts
             self._pending = request
             self.worker.quit()
             return
         self._start(request)
 
-    def _start(self, request: _Request) -> None:
+    def _start(self, request: Request) -> None:
         from napari.qt.threading import create_worker
 
         try:
@@ -405,7 +326,9 @@ class ViewController:
         worker.returned.connect(self._on_returned)
         worker.finished.connect(lambda: self._on_finished(worker))
         self.worker = worker
+        self._tally = _Tally()
         self._pbar = _open_progress(self.cancel)
+        self._request_layer = layer
         self.busy.emit(True)
         self.status.emit("loading the checkpoint..." if self._runner.segmenter is None else "segmenting...")
         worker.start()
@@ -413,21 +336,38 @@ class ViewController:
     # -- what the worker reports (main thread) -------------------------------------------
     def _on_yielded(self, item) -> None:
         if isinstance(item, RefineProgress):
-            if self._pbar is not None and int(item.fraction * 1000) > self._pbar.n:
-                self._pbar.update(int(item.fraction * 1000) - self._pbar.n)  # napari's bar follows update()
-            self.status.emit(f"refining: {item.tiles_done}/{item.tiles_total} tiles ({item.fraction:.0%})")
-            if item.written is not None:
-                self.refresh_labels()
-                self.labels_written.emit(item.written)
+            self._on_progress(item)
         elif isinstance(item, Overview):
             self._show_overview(item)
             self.status.emit("overview shown; refining...")
-        elif isinstance(item, _Ready):
+        elif isinstance(item, Ready):
             self._on_ready(item)
-        elif isinstance(item, _Warn):
+        elif isinstance(item, Warn):
             notify("warning", item.message)
 
-    def _on_ready(self, ready: _Ready) -> None:
+    def _on_progress(self, item: RefineProgress) -> None:
+        """Progress in one unit, tiles, and only forward (napari's bar follows
+        update()).  The bar comes last: napari's bar processes Qt events, so the
+        worker's later messages (even its return) may be handled inside it."""
+        tally = self._tally
+        tally.total = item.tiles_total
+        if item.tiles_done > tally.done:
+            tally.done = item.tiles_done
+            tally.reused += item.reused
+            tally.written += item.written is not None
+        self.progress.emit(tally.done, tally.total)
+        if not tally.ended:
+            self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
+        if item.written is not None:
+            self.refresh_labels()
+            self.labels_written.emit(item.written)
+        if self._pbar is not None:
+            if self._pbar.total != tally.total:
+                self._pbar.total = tally.total
+            if tally.done > self._pbar.n:
+                self._pbar.update(tally.done - self._pbar.n)
+
+    def _on_ready(self, ready: Ready) -> None:
         self.device.emit(ready.device)
         if ready.untrained:
             notify(
@@ -436,22 +376,40 @@ class ViewController:
         layers = self.viewer.layers
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
+            self.image = self._request_layer
             self._make_layers()
         self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 
     def _on_returned(self, outcome) -> None:
+        self._tally.ended = True
         if isinstance(outcome, Failed):
-            self.status.emit("failed")
-            notify("error", outcome)
-        elif isinstance(outcome, _Done):
+            self.status.emit(f"failed: {outcome}")
+            notify("error", str(outcome))
+        elif isinstance(outcome, Done):
             self.refresh_labels()
-            t, l, b, r = outcome.region
-            if outcome.refined:
-                self.status.emit(f"done: refined rows {t}-{b}, columns {l}-{r}")
-            else:
-                self.status.emit(
-                    f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)"
-                )
+            self.status.emit(self._done_text(outcome))
+
+    def _done_text(self, done: Done) -> str:
+        t, l, b, r = done.region
+        tally = self._tally
+        if not done.refined:
+            return f"overview only: the view spans more than {MAX_AUTO_SCENES} scenes (zoom in to refine)"
+        if tally.total and tally.reused == tally.total:
+            return (
+                f"already refined: rows {t}-{b}, columns {l}-{r} were in the label store "
+                "(nothing recomputed; Reset store… to start over)"
+            )
+        again = f"; {tally.reused} already refined" if tally.reused else ""
+        return (
+            f"done: refined rows {t}-{b}, columns {l}-{r} ({tally.written} new tile{'s' * (tally.written != 1)}{again})"
+        )
+
+    def _cancelled_text(self) -> str:
+        tally = self._tally
+        kept = f"{tally.written} new tile{'s' * (tally.written != 1)} written and kept"
+        if tally.total:
+            kept += f" ({tally.done} of {tally.total} tiles done)"
+        return f"cancelled: {kept}; finished patches are kept and reused next time"
 
     def _on_finished(self, worker) -> None:
         if worker is not self.worker:
@@ -460,6 +418,8 @@ class ViewController:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        if not self._tally.ended and self._pending is None:
+            self.status.emit(self._cancelled_text() if self._tally.cancelled else "failed: see the error message")
         pending, self._pending = self._pending, None
         if pending is not None:
             self._start(pending)
@@ -503,10 +463,49 @@ class ViewController:
                 layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
                 layer.scale, layer.translate = place["scale"], place["translate"]
             layer.editable = False  # views of the store and of the model: corrections go through the review layer
+            layer.visible = True
+        self._restack()
         self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()
         if image is not None and image in self.viewer.layers:  # keep the image selected: its keys and mode stay
             self.viewer.layers.selection.active = image
+
+    def _restack(self, _event=None) -> None:
+        """Keep GLNet's layers directly above their image, in the order
+        overview, labels, then the review's (edit, confidence, reviewed
+        regions): a layer added later (another image) never covers them."""
+        if self._restacking or self.image is None:
+            return
+        layers = self.viewer.layers
+        ours = [layer for layer in layers if layer.name in OWN_LAYERS]
+        image = _index(layers, self.image)
+        if image is None or not ours:
+            return
+        ours.sort(key=lambda layer: OWN_LAYERS.index(layer.name))
+        own = {id(layer) for layer in ours}
+        wanted = [layer for layer in layers if id(layer) not in own]
+        at = wanted.index(layers[image]) + 1
+        wanted[at:at] = ours
+        if [id(x) for x in wanted] == [id(x) for x in layers]:
+            return
+        self._restacking = True
+        try:
+            for target, layer in enumerate(wanted):
+                current = _index(layers, layer)
+                if current != target:
+                    layers.move(current, target)
+        finally:
+            self._restacking = False
+
+    def _on_layer_removed(self, event) -> None:
+        """The image went: its GLNet layers are hidden (and reused for the next image)."""
+        if self.image is None or event.value != self.image:
+            return
+        self.image = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+        self.status.emit("the image was closed: its GLNet layers are hidden (its labels stay in the label store)")
 
     def _reusable(self, name: str, multiscale: bool):
         """Our layer ``name`` if it can take the new data in place, else None (removed if it cannot)."""
@@ -609,6 +608,11 @@ class ViewController:
         self.last_menu = build_menu(self.context_actions(world_position))
         self.last_menu.popup(QCursor.pos())
         return self.last_menu
+
+
+def _index(layers, layer) -> int | None:
+    """Position of ``layer`` (compared with ==: napari's proxies are not the layers themselves)."""
+    return next((i for i, x in enumerate(layers) if x == layer), None)
 
 
 def _layer_data(levels: list):

@@ -12,10 +12,16 @@ the per-class IoU against its ground truth.
 
 Defaults: the plugin's sample scene (``napari_glnet._sample_data``, a
 synthetic 1024 px land-cover scene with exact ground truth) and the trained
-demo model ``sample_data/demo.glnet.pt`` (``sample_data/train_demo_model.py``
-made it on a CPU).  Where that file is missing, an UNTRAINED checkpoint made
-by ``sample_data/make_untrained_checkpoint.py`` stands in (it exercises the
-pipeline; its classes are meaningless).
+demo model shipped in the package, ``napari_glnet/data/demo.glnet.pt``
+(``sample_data/train_demo_model.py`` made it on a CPU, from synthetic scenes
+only).  Where that file is missing (a checkout without it), an UNTRAINED
+checkpoint made by ``sample_data/make_untrained_checkpoint.py`` stands in
+(it exercises the pipeline; its classes are meaningless).
+
+Each run of the demo starts clean: when the sample scene's label store holds
+corrections, reviewed regions or unaccepted strokes from an earlier run, the
+demo asks whether to continue with them or to start fresh (the old store is
+renamed beside itself, never deleted).
 """
 
 from __future__ import annotations
@@ -26,10 +32,16 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_WEIGHTS = REPO / "sample_data" / "demo.glnet.pt"
+REPO = Path(__file__).resolve().parent.parent  # a source checkout (not there in a wheel install)
 DEFAULT_WEIGHTS = REPO / ".cache" / "untrained_demo.pt"
 MAKE_UNTRAINED = REPO / "sample_data" / "make_untrained_checkpoint.py"
+
+
+def demo_weights() -> Path | None:
+    from napari_glnet._sample_data import demo_checkpoint
+
+    found = demo_checkpoint()
+    return Path(found) if found else None
 
 
 def has_screen() -> bool:
@@ -61,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment a DeepGlobe image with GLNet in napari (headless without a screen).",
     )
     p.add_argument("--image", help="RGB image (default: the plugin's synthetic sample scene, with ground truth)")
-    p.add_argument("--weights", help=f"checkpoint (default: {DEMO_WEIGHTS.relative_to(REPO)})")
+    p.add_argument("--weights", help="checkpoint (default: the demo model shipped in the package)")
     p.add_argument("--mode", choices=Mode.choices(), help="only for the authors' files")
     p.add_argument("--global-weights", help="the authors' global checkpoint (their local2global needs it)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -70,12 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_gui(image_path: Path, image, weights: Path, args, truth=None) -> int:
-    import napari
-
+def open_demo(viewer, image_path: Path, image, weights: Path, args, truth=None, start: bool = True):
+    """The demo's viewer set up: the image (and ground truth), the widget
+    docked with the checkpoint, an earlier run's work asked about, the view
+    segmented (``start``).  Returns the widget."""
     from napari_glnet._widget import SegmentWidget
 
-    viewer = napari.Viewer(title="GLNet demo")
     viewer.add_image(image, name=image_path.stem, rgb=True)
     if truth is not None:
         from glnet.classes import DEEPGLOBE
@@ -93,9 +105,46 @@ def run_gui(image_path: Path, image, weights: Path, args, truth=None) -> int:
     viewer.window.add_dock_widget(widget, name="GLNet segmentation", area="right")
     widget.image.value = viewer.layers[image_path.stem]
     if truth is not None:
-        widget.review.iou.set_ground_truth(viewer.layers["ground truth"])
+        widget.review.iou.set_ground_truth(viewer.layers["ground truth"])  # scored once the labels exist
     viewer.reset_view()
-    widget.start()  # the overview, then the view refined patch by patch
+    if args.image is None:
+        _offer_a_fresh_store(widget, image_path.stem, image)
+    if start:
+        widget.start()  # the overview, then the view refined patch by patch
+    return widget
+
+
+def _offer_a_fresh_store(widget, name: str, image) -> None:
+    """The sample scene's store from an earlier run holds a user's work: continue with it, or start fresh?"""
+    from glnet.errors import GLNetError
+    from glnet.store.labelstore import LabelStore
+    from glnet.store.reset import set_aside, work_in
+    from napari_glnet.session import default_store_path, image_identity
+
+    path = default_store_path(image_identity(None, image, name), name)
+    if not path.exists():
+        return
+    try:
+        work = work_in(LabelStore.open(path, mode="r"))
+    except GLNetError:
+        return
+    if not work:
+        return
+    choice = widget.review.ask(
+        f"An earlier run of the demo left {work} in its label store ({path}).\n\n"
+        "Continue with them, or start fresh (the old store is renamed beside itself, not deleted)?",
+        ("Start fresh", "Continue"),
+    )
+    if choice == "Start fresh":
+        kept = set_aside(path)
+        widget.review.report.setText(f"Started fresh: the earlier demo's store is kept as {kept}")
+
+
+def run_gui(image_path: Path, image, weights: Path, args, truth=None) -> int:
+    import napari
+
+    viewer = napari.Viewer(title="GLNet demo")
+    open_demo(viewer, image_path, image, weights, args, truth)
     napari.run()
     return 0
 
@@ -175,12 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             image_path = Path(f"synthetic_scene_{SEED}_{SIZE}")
         if args.weights:
             weights = Path(args.weights)
-        elif DEMO_WEIGHTS.is_file():
-            weights = DEMO_WEIGHTS
+        elif (shipped := demo_weights()) is not None:
+            weights = shipped
         else:
-            print(f"{DEMO_WEIGHTS} is missing: using an UNTRAINED checkpoint (classes are meaningless)")
+            print("the demo model is missing from the package: using an UNTRAINED checkpoint (classes are meaningless)")
             weights = ensure_untrained_checkpoint(DEFAULT_WEIGHTS)
-        if not weights.is_file():
+        if not weights.exists():
             raise GLNetError(f"checkpoint not found: {weights}")
         if has_screen():
             if importlib.util.find_spec("napari") is not None:

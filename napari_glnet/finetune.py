@@ -28,29 +28,48 @@ def finetune_steps(source: str, data: str, output: str, options: dict) -> Genera
 
 
 def start_finetune(
-    source: str, data: str, output: str, *, on_done: Callable[[Any], None] | None = None, **options: Any
+    source: str,
+    data: str,
+    output: str,
+    *,
+    on_done: Callable[[Any], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+    start: bool = True,
+    **options: Any,
 ) -> Any:
-    """Start fine-tuning in a worker with a progress bar; ``on_done(result)``
-    runs on the GUI thread after a successful run.  Returns the worker."""
+    """Fine-tuning in a worker with a progress bar; ``on_progress((epoch,
+    batch, batches, loss))`` after every batch and ``on_done(result or
+    Failed)`` on the GUI thread when it ends (not when it was cancelled:
+    the worker's ``aborted``).  Returns the worker (started unless ``start=False``)."""
     from napari.qt.threading import create_worker
 
     def finished(result: Any) -> None:
-        if result is None:  # cancelled before the library returned
-            notify("info", "Fine-tuning cancelled")
-            return
-        if isinstance(result, Failed):
-            notify("error", f"Fine-tuning failed: {result}")
-            return
-        verdict = "better" if result.improved else "NOT better: keep the old checkpoint"
-        notify(
-            "info",
-            f"Fine-tuned {result.epochs} epoch(s) -> {result.output}: held-out mIoU "
-            f"{result.miou_before:.3f} before, {result.miou_after:.3f} after ({verdict})",
-        )
         if on_done is not None:
             on_done(result)
+        else:
+            notify("error" if isinstance(result, Failed) else "info", describe_finetune(result))
 
-    worker = create_worker(finetune_steps, source, data, output, options, _progress={"desc": "Fine-tuning GLNet"})
+    worker = create_worker(
+        finetune_steps, source, data, output, options, _progress={"desc": "Fine-tuning GLNet"}, _start_thread=False
+    )
     worker.returned.connect(finished)
-    worker.start()
+    if on_progress is not None:
+        worker.yielded.connect(on_progress)
+    if start:
+        worker.start()
     return worker
+
+
+def describe_finetune(result: Any) -> str:
+    """One line: what fine-tuning did, or why it could not."""
+    if isinstance(result, Failed):
+        return f"Fine-tuning failed: {result}"
+    if result.output is None:
+        return "Fine-tuning stopped before its first epoch ended: nothing was written"
+    verdict = "better" if result.improved else "NOT better: keep the old checkpoint"
+    stopped = " (stopped early)" if result.stopped else ""
+    return (
+        f"Fine-tuned {result.epochs} epoch{'s' * (result.epochs != 1)}{stopped} -> {result.output}: held-out mIoU "
+        f"{result.miou_before:.3f} before, {result.miou_after:.3f} after on {result.val_tiles} tile"
+        f"{'s' * (result.val_tiles != 1)} ({verdict})"
+    )

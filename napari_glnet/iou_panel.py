@@ -53,7 +53,7 @@ from glnet.metrics import ConfusionMatrix, Scores
 from glnet.store.labelstore import LabelStore
 from napari_glnet.layers import level0, visible_region
 from napari_glnet.region_metrics import StoreConfusion
-from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer
+from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer, painted_box
 from napari_glnet.workers import Failed, notify
 
 if TYPE_CHECKING:
@@ -69,24 +69,10 @@ SYNC_PIXELS = 1_000_000
 MASK_FILTER = "Label masks (*.png *.tif *.tiff);;All files (*)"
 
 
-def painted_box(event: Any) -> Region | None:
-    """Bounding box (2D) of a ``Labels.events.paint`` payload, in both its forms:
-    napari ≥ 0.8 mask atoms with ``slice_key``, and the older
-    ``(indices, old_values, new_values)`` tuples."""
-    boxes = []
-    for atom in getattr(event, "value", None) or []:
-        key = getattr(atom, "slice_key", None)
-        if key is not None:
-            (ys, xs) = key[-2:]
-            boxes.append((ys.start or 0, xs.start or 0, ys.stop, xs.stop))
-        elif isinstance(atom, tuple) and atom and len(atom[0]) >= 2:
-            ys, xs = (np.asarray(i) for i in atom[0][-2:])
-            if ys.size:
-                boxes.append((int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1))
-    if not boxes or any(v is None for box in boxes for v in box):
-        return None
-    a = np.array(boxes)
-    return (int(a[:, 0].min()), int(a[:, 1].min()), int(a[:, 2].max()), int(a[:, 3].max()))
+def _same(a: Any, b: Any) -> bool:
+    """The same layer, seen through napari's proxies (the widget's viewer is a
+    ``PublicOnlyProxy``: its layers are proxies, ``is`` fails, ``==`` does not)."""
+    return a is b or (a is not None and b is not None and a == b)
 
 
 class IoUPanel(QWidget):
@@ -212,13 +198,13 @@ class IoUPanel(QWidget):
         """Use ``layer`` (a Labels layer in the viewer) as ground truth; False
         (with a notification) when it does not fit the store."""
         candidates = self._candidates()
-        index = next((i + 1 for i, c in enumerate(candidates) if c is layer), 0)
+        index = next((i + 1 for i, c in enumerate(candidates) if _same(c, layer)), 0)
         if layer is not None and not index:
             notify("error", f"{layer.name!r} cannot be the ground truth: it is not a Labels layer in this viewer")
             return False
         self._layers_changed()
         self.truth_combo.setCurrentIndex(index)  # -> _truth_chosen
-        return self._truth_layer is layer
+        return _same(self._truth_layer, layer)
 
     def load_ground_truth(self, path: str | Path) -> Labels | None:
         """Read a colour or index mask file into a Labels layer and use it."""
@@ -402,13 +388,13 @@ class IoUPanel(QWidget):
             for layer in self.viewer.layers
             if layer.__class__.__name__ == "Labels"
             and layer.name != EDIT_LAYER_NAME
-            and layer.metadata.get("glnet_store") != own
+            and (own is None or layer.metadata.get("glnet_store") != own)
             and layer.metadata.get("glnet_edit_of") is None
         ]
 
     def _layers_changed(self, *_: Any) -> None:
         candidates = self._candidates()
-        keep = any(layer is self._truth_layer for layer in candidates)
+        keep = self._truth_layer is not None and any(_same(layer, self._truth_layer) for layer in candidates)
         self.truth_combo.blockSignals(True)
         self.truth_combo.clear()
         self.truth_combo.addItems(["(none)"] + [layer.name for layer in candidates])
@@ -421,7 +407,7 @@ class IoUPanel(QWidget):
     def _truth_chosen(self, index: int) -> None:
         candidates = self._candidates()
         layer = candidates[index - 1] if 0 < index <= len(candidates) else None
-        if layer is not self._truth_layer:
+        if not _same(layer, self._truth_layer):
             self._watch_truth(layer)
             self._rebuild_confusion()
 

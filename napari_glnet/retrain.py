@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from glnet.geometry import Region
-from glnet.store.export import export_tiles, tile_regions
+from glnet.store.export import export_plan, export_tiles
 from glnet.store.labelstore import LabelStore
 
 from .layers import level0
@@ -43,13 +43,7 @@ def _source(store: LabelStore, image: Any) -> str | None:
 
 def tiles_to_export(store: LabelStore, which: str = "reviewed", tile: int = 1024) -> list[Region]:
     """The tiles an export would write (for the progress bar and the button's tooltip)."""
-    if which == "all":
-        regions: list[Region] = [(0, 0, *store.shape)]
-    elif which == "corrected":
-        regions = store.corrected_regions()
-    else:
-        regions = store.reviewed_regions()
-    return tile_regions(regions, tile)
+    return [region for region, _ in export_plan(store, which, tile)]
 
 
 def export_for_retraining(
@@ -100,11 +94,14 @@ def start_export(
     out_dir: str | os.PathLike[str],
     *,
     on_done: Callable[[dict], None] | None = None,
+    on_failed: Callable[[str], None] | None = None,
+    start: bool = True,
     **options: Any,
 ) -> Any:
     """Run :func:`export_for_retraining` in a napari worker with a progress bar
     (one tick per tile); ``on_done(manifest)`` runs on the GUI thread when it
-    succeeds, a failure is one error notification.  Returns the started worker."""
+    succeeds, ``on_failed(message)`` when it cannot (default: one error
+    notification).  Returns the worker (started unless ``start=False``)."""
     from napari.qt.threading import create_worker
 
     which, tile = options.get("which", "reviewed"), options.get("tile", 1024)
@@ -112,16 +109,12 @@ def start_export(
 
     def finished(result: Any) -> None:
         if isinstance(result, Failed):
-            notify("error", f"Export for retraining failed: {result}")
+            (on_failed or (lambda m: notify("error", m)))(f"Export for retraining failed: {result}")
             return
-        n_val = sum(t["split"] == "val" for t in result["tiles"])
-        notify(
-            "info",
-            f"Exported {len(result['tiles'])} tiles ({n_val} for validation) to {out_dir}: "
-            f"train with  glnet train --data {out_dir}",
-        )
         if on_done is not None:
             on_done(result)
+        else:
+            notify("info", describe_export(result, out_dir))
 
     worker = create_worker(
         _export_steps,
@@ -130,7 +123,19 @@ def start_export(
         Path(out_dir),
         options,
         _progress={"total": total, "desc": "Export for retraining"},
+        _start_thread=False,
     )
     worker.returned.connect(finished)
-    worker.start()
+    if start:
+        worker.start()
     return worker
+
+
+def describe_export(manifest: dict, out_dir: str | os.PathLike[str]) -> str:
+    """One line: how many tiles went where, and what reads them."""
+    tiles = manifest["tiles"]
+    n_val = sum(t["split"] == "val" for t in tiles)
+    return (
+        f"Exported {len(tiles)} tile{'s' * (len(tiles) != 1)} of {manifest['tile']} px "
+        f"({n_val} held out for validation) to {out_dir}: Fine-tune… trains on it"
+    )

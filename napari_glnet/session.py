@@ -38,6 +38,7 @@ from glnet.errors import GLNetError
 from glnet.geometry import Region, intersect, level_region
 from glnet.inference.engine import Segmenter
 from glnet.inference.scenes import SceneGrid, SceneSession
+from glnet.store.confidence import ConfidenceMap, confidence_from_logits
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
@@ -64,23 +65,34 @@ def image_identity(source: str | os.PathLike | None, data: Any, name: str = "") 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _safe(stem: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "image"
+
+
 def default_store_path(identity: str, stem: str = "image", cache_dir: str | os.PathLike | None = None) -> Path:
     """Where an image's labels live unless the user picks a store:
     ``<cache>/labels/<stem>-<identity>.zarr`` beside the readers' pyramid cache."""
     from glnet.io.readers import cache_dir_default
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60] or "image"
-    return Path(cache_dir or cache_dir_default()) / "labels" / f"{safe}-{identity}.zarr"
+    return Path(cache_dir or cache_dir_default()) / "labels" / f"{_safe(stem)}-{identity}.zarr"
 
 
-def open_store(path: str | os.PathLike, shape: tuple[int, int], classes) -> LabelStore:
+def open_store(path: str | os.PathLike, shape: tuple[int, int], classes, stem: str = "image") -> LabelStore:
     """Open the label store at ``path`` for an image of ``shape``, creating it if missing.
 
-    A store made for another shape or class table is replaced only when
-    nobody corrected or reviewed anything in it; otherwise this refuses
-    (a GLNetError naming the store) and changes nothing."""
+    What a folder chooser gives is taken as meant: an empty folder becomes
+    the store (a chooser can only pick existing folders); a folder that is
+    not a store holds one, ``<stem>.zarr``.  A store made for another shape
+    or class table is replaced only when nobody corrected or reviewed
+    anything in it; otherwise this refuses (a GLNetError naming the store)
+    and changes nothing."""
     path = Path(path)
     shape = (int(shape[0]), int(shape[1]))
+    if path.is_dir() and not any(path.iterdir()):
+        log.info("creating a label store in the empty folder %s", path)
+        return LabelStore.create(path, shape, classes, chunk=STORE_CHUNK, overwrite=True)
+    if path.is_dir() and not (path / ".glnet").is_dir():
+        path = path / f"{_safe(stem)}.zarr"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         return LabelStore.create(path, shape, classes, chunk=STORE_CHUNK)
@@ -108,6 +120,7 @@ class RefineProgress:
     fraction: float  # of the region, counting the tile in progress by its patches
     written: Region | None = None  # the tile just written to the store, if any
     stage: str = "local"
+    reused: bool = False  # the tile was refined before: its labels were in the store already
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,10 @@ class ViewSession:
         self._overview_done: set[int] = set()
         self._model_key = self._key(segmenter)
         view = store.attrs.get("view") or {}
+        self.confidence = ConfidenceMap.open(store)
         if view.get("model") != self._model_key:  # predictions of another model: stale, hidden, redone
             store.update_attrs(view={"model": self._model_key, "refined": []})
+            self.confidence.reset()
         self._refined: list[Region] = [tuple(r) for r in (store.attrs.get("view") or {}).get("refined", [])]
 
     # -- basics ------------------------------------------------------------------
@@ -272,24 +287,37 @@ class ViewSession:
 
     def refine(self, region: Region | None = None) -> Iterator[RefineProgress]:
         """Segment ``region`` at full resolution into the store, tile by tile,
-        yielding after every patch batch and after every tile written.
+        yielding after every patch batch and after every tile written, with
+        the per-pixel confidence beside the labels (glnet.store.confidence).
 
-        Stopping early (not exhausting the generator) loses at most the batch
-        in progress: finished patches are kept and reused by the next call,
-        written tiles stay written.  Labels equal ``SceneSession.result``
-        (and for an image of one scene, ``Segmenter.segment``) for the region."""
+        Progress counts tiles and only moves forward: inside a tile, the part
+        done is (scenes of the tile done + the patch share of the scene in
+        progress) / its scenes.  Stopping early (not exhausting the generator)
+        loses at most the batch in progress: finished patches are kept and
+        reused by the next call, written tiles stay written.  Labels equal
+        ``SceneSession.result`` (and for an image of one scene,
+        ``Segmenter.segment``) for the region."""
         tiles = self.tiles(region)
+        n = len(tiles)
         for k, tile in enumerate(tiles):
             if self._is_refined(tile):
-                yield RefineProgress(k + 1, len(tiles), (k + 1) / len(tiles))
+                yield RefineProgress(k + 1, n, (k + 1) / n, reused=True)
                 continue
-            for _, p in self.scenes.run(tile):
+            pending = [i for i in self.grid.covering(tile) if i not in self.scenes.finished]
+            order = {scene: j for j, scene in enumerate(pending)}
+            for scene, p in self.scenes.run(tile):
                 if p.stage == "local":
                     self.batches += 1
-                part = p.done / p.total if p.total else 0.0
-                yield RefineProgress(k, len(tiles), (k + part) / len(tiles), stage=p.stage)
-            self._write_predictions(tile, self.scenes.result(tile).labels)
-            yield RefineProgress(k + 1, len(tiles), (k + 1) / len(tiles), written=tile)
+                part = (order.get(scene, 0) + (p.done / p.total if p.total else 1.0)) / max(1, len(pending))
+                yield RefineProgress(k, n, (k + min(part, 1.0)) / n, stage=p.stage)
+            result = self.scenes.result(tile)
+            self._write_predictions(tile, result.labels)
+            self.confidence.write(tile, confidence_from_logits(result.logits))
+            yield RefineProgress(k + 1, n, (k + 1) / n, written=tile)
+
+    def tiles_to_refine(self, region: Region | None = None) -> list[Region]:
+        """The tiles of ``region`` the store does not hold current labels of."""
+        return [t for t in self.tiles(region) if not self._is_refined(t)]
 
     def segment(self, region: Region | None = None) -> np.ndarray:
         """Refine ``region`` to the end and return its labels from the store."""

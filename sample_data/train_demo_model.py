@@ -1,6 +1,6 @@
-"""Train the shipped demo model (sample_data/demo.glnet.pt) from scratch on a CPU.
+"""Train the shipped demo model (napari_glnet/data/demo.glnet.pt) from scratch on a CPU.
 
-    python sample_data/train_demo_model.py [--workdir .cache/demo_training] [--out sample_data/demo.glnet.pt]
+    python sample_data/train_demo_model.py [--workdir .cache/demo_training] [--out napari_glnet/data/demo.glnet.pt]
 
 The recipe is the paper's, reduced so that two CPU cores finish it in well
 under half an hour: a ResNet-18 trunk with a 24-channel stem (a quarter of
@@ -36,6 +36,10 @@ TRAIN_SEEDS = range(100, 148)
 SCENE_SIZE = 1024
 # the plugin's sample scene (napari_glnet/_sample_data.py): never trained on
 SAMPLE_SEED, SAMPLE_SIZE = 0, 1024
+TRAINED_ON = (
+    f"synthetic land-cover scenes only (glnet.data.synthetic, {len(TRAIN_SEEDS) - 6} scenes of {SCENE_SIZE} px), "
+    "never on real imagery"
+)
 COMMON = dict(val_fraction=0.125, size_g=256, size_p=256, batch_size=4, device="cpu", seed=0)
 
 
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, default=REPO / ".cache" / "demo_training")
-    p.add_argument("--out", type=Path, default=REPO / "sample_data" / "demo.glnet.pt")
+    p.add_argument("--out", type=Path, default=REPO / "napari_glnet" / "data" / "demo.glnet.pt")
     p.add_argument("--global-epochs", type=int, default=50)
     p.add_argument("--local-epochs", type=int, default=10)
     p.add_argument("--local2global", type=int, default=0, metavar="N", help="also train local2global for N epochs")
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "sample_scene_miou": sample,
             "train_seconds": round(seconds),
             "recipe": "sample_data/train_demo_model.py",
+            "trained_on": TRAINED_ON,
         }
         save_checkpoint(ckpt, args.out, half=True)
     except GLNetError as e:

@@ -46,7 +46,7 @@ def main() -> None:
     from napari.qt import get_qapp
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=str(REPO / "sample_data" / "demo.glnet.pt"))
+    p.add_argument("--weights", default=str(REPO / "napari_glnet" / "data" / "demo.glnet.pt"))
     args = p.parse_args()
     os.environ.setdefault("GLNET_CACHE_DIR", tempfile.mkdtemp())
     app = get_qapp()

@@ -76,6 +76,10 @@ class GLNetCheckpoint:
 # -- reading files ---------------------------------------------------------
 def _read(path: str | os.PathLike) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise GLNetError(f"{path} is a folder, not a checkpoint file")
+    if path.exists() and not path.is_file():
+        raise GLNetError(f"{path} is not a regular file (a device or a pipe?), not a checkpoint")
     if not path.is_file():
         raise GLNetError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -93,6 +97,8 @@ def _read(path: str | os.PathLike) -> dict:
     except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GLNetError(f"{path} is not a readable checkpoint (truncated or corrupt: {first})") from None
+    except Exception:  # any other file (text, an image) makes the unpickler fail in its own ways
+        raise GLNetError(f"{path} is not a PyTorch checkpoint (a text file or another format?)") from None
     if not isinstance(obj, dict):
         raise GLNetError(f"{path} is not a checkpoint: it holds a {type(obj).__name__}, not a state_dict")
     return obj

@@ -47,3 +47,52 @@ def wait_idle(qtbot, ctl, timeout: int = 240_000) -> None:
 def set_view(viewer, center, zoom) -> None:
     viewer.scene.camera.center = center
     viewer.scene.camera.zoom = zoom
+
+
+def answer_dialog(choice: str, seen: list[str] | None = None, polls: int = 400) -> None:
+    """Click ``choice`` on the next modal message box, as a user would: a
+    timer looks for it while the code under test waits in ``exec()``.
+    ``seen`` collects the question asked."""
+    answer_dialogs([choice], seen, polls)
+
+
+def answer_dialogs(choices: list[str], seen: list[str] | None = None, polls: int = 400) -> None:
+    """Click ``choices`` in order on the next message boxes, one per box."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QMessageBox
+
+    left_to_click = list(choices)
+    answered: set[int] = set()
+
+    def poll(left: int) -> None:
+        boxes = [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, QMessageBox) and w.isVisible() and id(w) not in answered
+        ]
+        if boxes:
+            box = boxes[-1]
+            answered.add(id(box))
+            if seen is not None:
+                seen.append(box.text())
+            choice = left_to_click.pop(0)
+            (button,) = [b for b in box.buttons() if b.text().replace("&", "") == choice]
+            button.click()
+        if left_to_click and left:
+            QTimer.singleShot(25, lambda: poll(left - 1))
+
+    QTimer.singleShot(0, lambda: poll(polls))
+
+
+def segmented_widget(viewer, qtbot, image, ckpt, store=None, name: str = "crop", region=None):
+    """The widget after "Segment view" on ``image`` (or segmenting ``region``)
+    has finished, optionally into ``store``."""
+    w = open_widget(viewer, image, ckpt, name=name, batch_size=2)
+    if store is not None:
+        w.store.value = store
+    if region is None:
+        w.start()
+    else:
+        w.controller.segment_region(region)
+    wait_idle(qtbot, w.controller)
+    return w

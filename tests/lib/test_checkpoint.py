@@ -1,6 +1,7 @@
 """Checkpoints: the authors' files load unchanged; ours round-trip; bad files say why."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,19 @@ def test_narrow_backbone_round_trips_and_keeps_torchvision_keys(tmp_path):
         assert ckpt.config.backbone_width == 24
         seg = Segmenter(ckpt, size_g=64, size_p=64)
         assert seg.segment(image).labels.shape == (96, 96)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_text("model weights, honest\n") and p, "not a PyTorch checkpoint"),
+        (lambda p: p.mkdir() or p, "is a folder, not a checkpoint file"),
+        (lambda p: Path("/dev/null"), "not a regular file"),
+    ],
+    ids=["text file", "folder", "device"],
+)
+def test_what_is_not_a_checkpoint_says_so_in_one_line(tmp_path, make, message):
+    path = make(tmp_path / "model.pt")
+    with pytest.raises(GLNetError, match=message) as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)

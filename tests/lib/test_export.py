@@ -150,3 +150,16 @@ def test_cli_end_to_end(store, image, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--corrected"]) == 2
     assert "no corrected regions" in capsys.readouterr().err
+
+
+def test_the_plan_says_what_is_held_out_and_which_tile_size_holds_one_out(tmp_path):
+    from glnet.store.export import export_plan, holdout_tile
+
+    store = LabelStore.create(tmp_path / "s.zarr", (1200, 1200), DEEPGLOBE, chunk=256, min_size=128)
+    store.mark_reviewed((0, 0, 1000, 1000))
+    assert [split for _, split in export_plan(store, tile=1024)] == ["train"]  # one tile: nothing held out
+    assert holdout_tile(store, tile=1024) == 512
+    plan = export_plan(store, tile=512)
+    assert len(plan) == 4 and [s for _, s in plan].count("val") == 1
+    store.mark_reviewed((0, 0, 100, 100))
+    assert holdout_tile(store, tile=1024, smallest=2048) is None

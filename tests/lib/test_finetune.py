@@ -170,3 +170,27 @@ def test_any_checkpoint_starts_any_later_stage(authors_files, tmp_path):
         initial_checkpoint(
             TrainConfig(mode="local2global", init_from=authors_files["global"], init_mode="global", **common)
         )
+
+
+def test_without_held_out_tiles_it_refuses_before_training(export_dir, poor_model, tmp_path):
+    """One tile cannot be split: no minutes of training that end in "nan before, nan after"."""
+    from glnet.data.dataset import read_export
+    from glnet.train.finetune import held_out_tiles
+
+    one = tmp_path / "one"
+    one.mkdir()
+    image, mask, _ = read_export(export_dir)[0]
+    for f in (image, mask):
+        (one / f.name).write_bytes(f.read_bytes())  # a DeepGlobe-layout folder of one tile
+    assert held_out_tiles(one) == (1, 0) and held_out_tiles(export_dir, 0.34) == (6, 3)
+    with pytest.raises(GLNetError, match="no held-out tiles .1 tile in all"):
+        finetune(FinetuneConfig(source=poor_model, data=one, output=tmp_path / "t.pt", device="cpu"))
+    assert not (tmp_path / "t.pt").exists()
+
+
+def test_without_side_files_only_the_output_is_written(export_dir, poor_model, tmp_path):
+    out = tmp_path / "only" / "tuned.pt"
+    out.parent.mkdir()
+    config = FinetuneConfig(source=poor_model, data=export_dir, output=out, epochs=1, device="cpu", side_files=False)
+    result = finetune(config)
+    assert result.output == out and sorted(p.name for p in out.parent.iterdir()) == ["tuned.pt"]

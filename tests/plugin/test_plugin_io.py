@@ -113,7 +113,7 @@ def test_sample_scene_opens_with_its_ground_truth(make_napari_viewer):
     assert truth.metadata["glnet_classes"] == DEEPGLOBE.to_list()
     np.testing.assert_allclose(truth.colormap.map(np.array([5]))[0, :3], [0, 0, 1])
     demo = image.metadata["glnet_demo_checkpoint"]
-    assert demo is None or demo.endswith("sample_data/demo.glnet.pt")
+    assert demo.endswith("napari_glnet/data/demo.glnet.pt")  # shipped inside the package
 
 
 # -- export for retraining -------------------------------------------------------------------
@@ -139,19 +139,21 @@ def test_export_for_retraining_writes_what_training_reads(make_napari_viewer, tm
     assert len(tiles_to_export(store, "reviewed", 128)) == 4
 
     out = tmp_path / "retrain"
-    with qtbot.waitSignal(start_export(store, image, out, tile=128, val_fraction=0.2).finished, timeout=20000):
-        pass
+    worker = start_export(store, image, out, tile=128, val_fraction=0.2, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        worker.start()
     tiles = read_export(out)
     assert len(tiles) == 4 and sum(split == "val" for _, _, split in tiles) == 1
     for img_path, mask_path, _ in tiles:
         t, c = (int(v[1:]) for v in img_path.name.split("_")[1:3])
         mask = read_label(mask_path, DEEPGLOBE)
         np.testing.assert_array_equal(mask, truth[t : t + mask.shape[0], c : c + mask.shape[1]])
-    assert any("Exported 4 tiles" in n and "glnet train --data" in n for n in notes)
+    assert any("Exported 4 tiles of 128 px (1 held out for validation)" in n for n in notes), notes
 
     # Again into the same folder: refused with one message, the export kept.
-    with qtbot.waitSignal(start_export(store, image, out, tile=128).finished, timeout=20000):
-        pass
+    worker = start_export(store, image, out, tile=128, start=False)
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        worker.start()
     assert any("is not empty" in n for n in notes) and len(read_export(out)) == 4
     manifest = export_for_retraining(store, image, tmp_path / "all", which="all", tile=256)
     assert manifest["source_image"].endswith("scene_sat.png") and len(manifest["tiles"]) == 4

@@ -291,11 +291,11 @@ def test_keys_are_bound_free_in_napari_and_documented(widget, tmp_path):
     from app_model.types import KeyBinding
     from napari.utils.shortcuts import default_shortcuts
 
-    from napari_glnet.controller import KEYS, RESERVED_KEYS
+    from napari_glnet.controller import GUIDED_KEYS, KEYS, RESERVED_KEYS
     from napari_glnet.review import ReviewController
 
     napari_keys = {str(k) for keys in default_shortcuts.values() for k in keys}
-    ours = [k.replace("-", "+") for k in (*KEYS.values(), *RESERVED_KEYS.values())]
+    ours = [k.replace("-", "+") for k in (*KEYS.values(), *RESERVED_KEYS.values(), *GUIDED_KEYS.values())]
     assert not napari_keys & set(ours) and len(set(ours)) == len(ours)
     viewer = widget.viewer
     for key in KEYS.values():

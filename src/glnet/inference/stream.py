@@ -42,6 +42,7 @@ from glnet.inference.scenes import SceneGrid, SceneSession, blend
 from glnet.inference.spec import ModelSpec
 from glnet.outputs import check_writable, refuse_overlap
 from glnet.store.completion import BLOCK_CHUNKS, blocks
+from glnet.store.confidence import ConfidenceMap, confidence_from_logits
 from glnet.store.labelstore import LabelStore
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def segment_to_store(
         "review": review,
     }
     store = _open_output(out, name, shape, seg, run, chunk, resume, overwrite)
-    review_arrays = _review_arrays(out, shape, len(seg.checkpoint.classes), chunk) if review else None
+    review_arrays = _review_arrays(store, len(seg.checkpoint.classes)) if review else None
     block = chunk * BLOCK_CHUNKS
     written = {tuple(b) for b in store.attrs.get("blocks_done", [])}
     scenes = _SceneFiles(out / ".glnet" / f"run-{name}" / "scenes")
@@ -260,25 +261,25 @@ def segment_to_store(
     return store
 
 
-def _review_arrays(out: Path, shape: tuple[int, int], num_classes: int, chunk: int):
+def _review_arrays(store: LabelStore, num_classes: int) -> tuple[ConfidenceMap, Any]:
+    """The confidence map (glnet.store.confidence) and the 1/8-size class probabilities."""
     import zarr
 
-    root = zarr.open_group(out, mode="r+")
-    if "confidence" not in root:
-        h, w = shape
+    confidence = ConfidenceMap.open(store)
+    assert confidence is not None
+    root = zarr.open_group(store.path, mode="r+")
+    if "probabilities" not in root:
+        h, w = store.shape
         s = PROBABILITY_STEP
-        root.create_array(
-            "confidence", shape=shape, chunks=(chunk, chunk), dtype="uint8", fill_value=0, dimension_names=["y", "x"]
-        )
         root.create_array(
             "probabilities",
             shape=(num_classes, -(-h // s), -(-w // s)),
-            chunks=(num_classes, chunk, chunk),
+            chunks=(num_classes, store.chunk, store.chunk),
             dtype="float16",
             fill_value=0,
             dimension_names=["c", "y", "x"],
         )
-    return root["confidence"], root["probabilities"]
+    return confidence, root["probabilities"]
 
 
 def _write_block(store: LabelStore, review_arrays, block: Region, result: Segmentation) -> None:
@@ -286,11 +287,11 @@ def _write_block(store: LabelStore, review_arrays, block: Region, result: Segmen
     if review_arrays is None:
         return
     confidence, probabilities = review_arrays
+    confidence.write(block, confidence_from_logits(result.logits))
     z = result.logits - result.logits.max(0, keepdims=True)
     p = np.exp(z)
     p /= p.sum(0, keepdims=True)
-    t, l, b, r = block
-    confidence[t:b, l:r] = np.rint(p.max(0) * 255).astype(np.uint8)
+    t, l = block[:2]
     s = PROBABILITY_STEP  # blocks start on multiples of s; the image edge may cut the last cell short
     c, h, w = p.shape
     ph, pw = -(-h // s), -(-w // s)

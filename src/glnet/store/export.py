@@ -70,6 +70,39 @@ def _split(n: int, val_fraction: float, seed: int) -> list[str]:
     return ["val" if i in val else "train" for i in range(n)]
 
 
+def _regions(store: LabelStore, which: str) -> list[Region]:
+    if which not in _WHICH:
+        raise GLNetError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
+    if which == "all":
+        return [(0, 0, *store.shape)]
+    return store.reviewed_regions() if which == "reviewed" else store.corrected_regions()
+
+
+def export_plan(
+    store: LabelStore, which: str = "reviewed", tile: int = 1024, val_fraction: float = 0.2, seed: int = 0
+) -> list[tuple[Region, str]]:
+    """(tile, "train" or "val") of every tile an export would write, in order:
+    what a GUI shows (and asks about) before writing anything."""
+    tiles = tile_regions(_regions(store, which), tile)
+    state = store.completion
+    if not state.complete:  # only tiles inside written blocks can be exported
+        tiles = [t for t in tiles if not overlaps_missing(t, state)]
+    return list(zip(tiles, _split(len(tiles), val_fraction, seed)))
+
+
+def holdout_tile(
+    store: LabelStore, which: str = "reviewed", tile: int = 1024, val_fraction: float = 0.2, smallest: int = 256
+) -> int | None:
+    """The largest tile side, at most ``tile`` and halving down to ``smallest``,
+    whose export holds at least one tile out for validation (so a fine-tune
+    can tell whether it helped); None when even ``smallest`` cannot."""
+    while tile >= smallest:
+        if any(split == "val" for _, split in export_plan(store, which, tile, val_fraction)):
+            return tile
+        tile //= 2
+    return None
+
+
 def _crop(image: Any, region: Region) -> np.ndarray:
     t, l, b, r = region
     crop = np.asarray(image[t:b, l:r])
@@ -133,16 +166,10 @@ def export_tiles(
             f"the image is {image.shape[0]} x {image.shape[1]} px but the labels are {store.shape[0]} x {store.shape[1]}"
         )
     reviewed, corrected = store.reviewed_regions(), store.corrected_regions()
-    if which == "all":
-        regions: list[Region] = [(0, 0, *store.shape)]
-    elif which == "reviewed":
-        regions = reviewed
-        if not regions:
-            raise GLNetError("no reviewed regions: mark regions reviewed or use --all")
-    else:
-        regions = corrected
-        if not regions:
-            raise GLNetError("no corrected regions: edit labels first or use --all")
+    if which == "reviewed" and not reviewed:
+        raise GLNetError("no reviewed regions: mark regions reviewed or use --all")
+    if which == "corrected" and not corrected:
+        raise GLNetError("no corrected regions: edit labels first or use --all")
     state = store.completion
     if not finished_only:
         require_complete(state, store.path, "pass --finished-only to export only the tiles of written blocks")
@@ -153,15 +180,14 @@ def export_tiles(
 
     source = source or str(store.attrs.get("source_image") or store.name)
     stem = Path(source).name.split(".")[0].removesuffix("_sat") or "tile"
-    tiles = tile_regions(regions, tile)
+    plan = export_plan(store, which, tile, val_fraction, seed)
     if not state.complete:
-        tiles = [t for t in tiles if not overlaps_missing(t, state)]
-        if not tiles:
+        if not plan:
             raise GLNetError(f"{store.path}: every tile to export lies in blocks that were never written")
-        log.warning("%s; exporting the %d tiles inside written blocks", state.describe(store.path), len(tiles))
-    splits = _split(len(tiles), val_fraction, seed)
+        log.warning("%s; exporting the %d tiles inside written blocks", state.describe(store.path), len(plan))
+    splits = [split for _, split in plan]
     entries, ids = [], set()
-    for i, (region, split) in enumerate(zip(tiles, splits)):
+    for i, (region, split) in enumerate(plan):
         t, l, b, r = region
         tid = f"{stem}_r{t}_c{l}"
         if tid in ids:  # same corner, different size (overlapping regions)
@@ -187,7 +213,7 @@ def export_tiles(
             }
         )
         if progress is not None:
-            progress(i + 1, len(tiles))
+            progress(i + 1, len(plan))
     manifest = {
         "format": FORMAT,
         "version": VERSION,

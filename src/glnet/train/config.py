@@ -43,3 +43,6 @@ class TrainConfig:
     init_mode: Mode | None = None  # the mode of an authors' init_from file (theirs do not record it)
     # global2local/local2global: train only on patches near (proposed or true) foreground
     coarse_to_fine: CoarseToFine | None = None
+    # the files beside the output: model.last.pt (to resume), model.log.csv and model.log.png;
+    # False writes the output only (a GUI's fine-tune: no resume, no files the user did not ask for)
+    side_files: bool = True

@@ -59,6 +59,7 @@ class FinetuneConfig:
     overwrite: bool = False  # replace existing outputs (never the source)
     coarse_to_fine: CoarseToFine | None = None
     exclude: tuple[int, ...] | None = None  # classes left out of the mIoU; None: class 0 if named "unknown"
+    side_files: bool = True  # also .last.pt, .log.csv and .log.png beside the output
 
 
 @dataclass
@@ -77,11 +78,16 @@ class FinetuneResult:
 
 
 def check_outputs(
-    source: Path, output: Path, overwrite: bool, protected: tuple[Path, ...] = (), data: Path | None = None
+    source: Path,
+    output: Path,
+    overwrite: bool,
+    protected: tuple[Path, ...] = (),
+    data: Path | None = None,
+    side_files: bool = True,
 ) -> None:
     """Refuse to write over the source checkpoint or into the data (whatever
     ``overwrite`` says) or, without ``overwrite``, over any existing file."""
-    files = written_files(output)
+    files = written_files(output, side_files)
     refuse_overlap(
         {"the output" if f == output else f"{f.name}, written beside the output,": f for f in files},
         {"source checkpoint": source, **{f"checkpoint {p.name}": p for p in protected}, "training data": data},
@@ -90,6 +96,24 @@ def check_outputs(
     existing = [f.name for f in files if f.exists()]
     if existing and not overwrite:
         raise GLNetError(f"{', '.join(existing)} exist(s) in {output.parent}: pass --overwrite to replace")
+
+
+def held_out_tiles(data: Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[int, int]:
+    """(training tiles, held-out tiles) a fine-tune on ``data`` would use: a
+    quick look (the manifest only) before starting minutes of work."""
+    config = TrainConfig(
+        data=Path(data), mode=Mode.GLOBAL, output=Path("unused.pt"), val_fraction=val_fraction, seed=seed
+    )
+    train, val = split_data(config)
+    return len(train), len(val)
+
+
+def no_held_out_message(data: Path, tiles: int) -> str:
+    return (
+        f"{data} has no held-out tiles ({tiles} tile{'s' * (tiles != 1)} in all): fine-tuning could not tell "
+        "whether the new model is better; export at least 2 tiles (smaller tiles, or more reviewed regions) "
+        "so that one is held out"
+    )
 
 
 def _exclude(config: FinetuneConfig, classes: ClassTable) -> tuple[int, ...]:
@@ -117,7 +141,8 @@ def finetune(
     source, output = Path(config.source), Path(config.output)
     mode = Mode.parse(config.mode, "--mode") if config.mode is not None else None
     global_from = Path(config.global_from) if config.global_from else None
-    check_outputs(source, output, config.overwrite, (global_from,) if global_from else (), Path(config.data))
+    protected = (global_from,) if global_from else ()
+    check_outputs(source, output, config.overwrite, protected, Path(config.data), config.side_files)
     if config.epochs < 1:
         raise GLNetError(f"epochs must be at least 1, got {config.epochs}")
     authors_l2g = mode == Mode.LOCAL2GLOBAL
@@ -147,13 +172,14 @@ def finetune(
         finetune=True,
         init_mode=mode,
         coarse_to_fine=config.coarse_to_fine,
+        side_files=config.side_files,
     )
     classes = data_classes(train_config) or src.classes
     train_config.exclude = _exclude(config, classes)
     train_entries, val_entries = split_data(train_config)
-    val_data = SegmentationData(val_entries, classes, augment=False) if val_entries else None
-    if val_data is None:
-        log.warning("%s has no held-out tiles: no mIoU before/after", config.data)
+    if not val_entries:  # it would train for minutes and could not say whether it helped
+        raise GLNetError(no_held_out_message(config.data, len(train_entries)))
+    val_data = SegmentationData(val_entries, classes, augment=False)
     if classes.names == src.classes.names:
         miou_before = _score(src, val_data, config, train_config.exclude)
     else:  # the source predicts other classes: nothing to compare
@@ -180,4 +206,13 @@ def finetune(
     return FinetuneResult(best, miou_before, miou_after, epochs, stopped, len(train_entries), len(val_entries))
 
 
-__all__ = ["FINETUNE_EPOCHS", "FINETUNE_LR", "FinetuneConfig", "FinetuneResult", "check_outputs", "finetune"]
+__all__ = [
+    "FINETUNE_EPOCHS",
+    "FINETUNE_LR",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "check_outputs",
+    "finetune",
+    "held_out_tiles",
+    "no_held_out_message",
+]

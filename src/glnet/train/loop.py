@@ -65,8 +65,10 @@ def plot_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.log.png")
 
 
-def written_files(output: Path) -> list[Path]:
-    """Every file ``train`` writes for ``output``."""
+def written_files(output: Path, side_files: bool = True) -> list[Path]:
+    """Every file ``train`` writes for ``output`` (only ``output`` without ``side_files``)."""
+    if not side_files:
+        return [output]
     return [output, sibling(output, "last"), sibling(output, "log"), plot_path(output)]
 
 
@@ -216,6 +218,8 @@ def train(
     )
     train_entries, val_entries = split_data(config)
     state = None
+    if config.resume and not config.side_files:
+        raise GLNetError("resuming needs the .last.pt written beside the output: train with its side files")
     if config.resume:
         if not last_path.is_file():
             raise GLNetError(f"--resume: {last_path} not found (nothing to resume)")
@@ -309,7 +313,8 @@ def train(
                 "scaler": scaler.state_dict(),
             },
         }
-        save_checkpoint(ckpt, last_path)
+        if config.side_files:
+            save_checkpoint(ckpt, last_path)
         row = {
             "epoch": epoch + 1,
             "lr": f"{lr:.4g}",
@@ -318,8 +323,9 @@ def train(
             "best": int(improved),
             "seconds": f"{time.perf_counter() - t0:.1f}",
         }
-        _write_log(log_path, row, epoch + 1)
-        write_plot(log_path, plot_path(output))
+        if config.side_files:
+            _write_log(log_path, row, epoch + 1)
+            write_plot(log_path, plot_path(output))
         log.info(
             "epoch %d/%d loss %.4f val mIoU %.4f",
             epoch + 1,
