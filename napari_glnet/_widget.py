@@ -24,7 +24,7 @@ from glnet.inference.coarse import CoarseToFine
 from glnet.inference.spec import ModelSpec
 
 from ._review_widget import ReviewWidget
-from .controller import KEYS, Settings, ViewController
+from .controller import KEYS, OWN_LAYERS, Settings, ViewController
 from .guard import CloseGuard
 
 if TYPE_CHECKING:
@@ -185,7 +185,11 @@ class SegmentWidget(QWidget):
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Image
 
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return [  # not GLNet's own (the uncertainty layer is an image too)
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and layer.name not in OWN_LAYERS
+        ]
 
     def _refresh_images(self, event=None) -> None:
         """The image choices follow the layer list; an image just opened

@@ -109,8 +109,11 @@ def test_progress_follows_mark_reviewed_and_accept(guided, review_store):
     layer.paint((10, 10), 4)
     review.accept(sync=True)
     assert "1 accepted correction" in w.review.progress.text()
+    w.review.mark_reviewed((768, 0, 1024, 256))
     reviewed = viewer.layers[REVIEWED_NAME]
-    assert len(reviewed.data) == 1 and reviewed.visible
+    assert len(reviewed.data) == 2 and reviewed.visible
+    assert list(reviewed.edge_width) == [SIZE // 200] * 2  # the second as visible as the first
+    np.testing.assert_allclose(reviewed.edge_color[1], reviewed.edge_color[0])
     w.review.reviewed_box.setChecked(False)
     assert not reviewed.visible
 
@@ -169,10 +172,12 @@ def test_segmenting_writes_the_confidence_shown_as_a_toggleable_layer(make_napar
     assert (level0 >= 255 // len(store.classes)).all()  # every pixel predicted has its confidence
 
     layers = viewer.layers
+    assert w.image.value == layers["crop"]  # the uncertainty layer is an image, never the one to segment
+    assert [name for name, _ in w._image_choices()] == ["crop"]
     names = [layer.name for layer in layers]
     assert names.index(UNCERTAINTY_NAME) == names.index(LABELS_NAME) + 1  # over the labels, above its image
     layer = layers[UNCERTAINTY_NAME]
-    assert layer.visible
+    assert layer.visible and viewer.layers.selection.active == layers["crop"]  # the image keeps its keys
     np.testing.assert_array_equal(np.asarray(layer.data[0] if layer.multiscale else layer.data), level0)
 
     w.review.uncertainty_box.setChecked(False)
