@@ -35,8 +35,6 @@ COLUMN = 4
 """The IoU table's column for the change of the last accept (after class colour, name, IoU, GT pixels)."""
 HISTORY = 20
 """Accepts listed in the summary's tooltip, newest first."""
-SYNC_PIXELS = 1_000_000
-"""Uncached pixels counted on the GUI thread; more go to a worker (as the panel does)."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +104,12 @@ class DeltaColumn:
 
     def edit_written(self, change: Change) -> None:
         """An accept or undo wrote ``change`` into the store: score it against the ground truth."""
+        from napari_glnet import iou_panel
+
         confusion = self.panel._confusion
         if confusion is None:
             return
-        if confusion.pending_pixels((0, 0, *confusion.store.shape)) <= SYNC_PIXELS:
+        if confusion.pending_pixels((0, 0, *confusion.store.shape)) <= iou_panel.SYNC_PIXELS:  # as the panel counts
             self._scored(confusion, _compute(confusion, change))
             return
         from napari.qt.threading import create_worker

@@ -118,7 +118,14 @@ def test_progress_follows_mark_reviewed_and_accept(guided, review_store):
     assert not reviewed.visible
 
 
-def test_the_iou_change_of_an_accept_is_glnet_metrics_before_and_after(guided, review_store, qtbot):
+@pytest.mark.parametrize("in_worker", [False, True], ids=["gui-thread", "worker"])
+def test_the_iou_change_of_an_accept_is_glnet_metrics_before_and_after(
+    guided, review_store, qtbot, monkeypatch, in_worker
+):
+    from napari_glnet import iou_panel
+
+    if in_worker:  # what a large image does
+        monkeypatch.setattr(iou_panel, "SYNC_PIXELS", 0)
     viewer, w, _ = guided
     _, _, truth, pred, _ = review_store
     panel = w.review.iou
@@ -131,8 +138,8 @@ def test_the_iou_change_of_an_accept_is_glnet_metrics_before_and_after(guided, r
     layer.paint((100, 200), 6)
     edited = pred.copy()
     edited[512:640, 256:512] = np.array(layer.data)
-    with qtbot.waitSignal(panel.updated, timeout=5000):
-        review.accept(sync=True)
+    review.accept(sync=True)
+    qtbot.waitUntil(lambda: len(panel.deltas.history) == 1, timeout=10_000)
 
     def scores(labels):
         cm = ConfusionMatrix(len(DEEPGLOBE))
@@ -151,11 +158,12 @@ def test_the_iou_change_of_an_accept_is_glnet_metrics_before_and_after(guided, r
     assert f"mIoU {after.mean_iou - before.mean_iou:+.4f}" in panel.deltas.line.text()
 
     # Undo: the change is the way back.
-    with qtbot.waitSignal(panel.updated, timeout=5000):
-        review.undo()
+    review.undo()
+    qtbot.waitUntil(lambda: len(panel.deltas.history) == 2, timeout=10_000)
     back = panel.deltas.last
-    assert back.undo and len(panel.deltas.history) == 2
+    assert back.undo
     np.testing.assert_allclose(back.iou((0,)), before.iou - after.iou, equal_nan=True)
+    qtbot.waitUntil(lambda: panel.deltas._worker is None and panel._worker is None, timeout=10_000)
 
 
 def test_segmenting_writes_the_confidence_shown_as_a_toggleable_layer(make_napari_viewer, qtbot, crop, tiny_ckpt):
