@@ -185,11 +185,8 @@ class SegmentWidget(QWidget):
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Image
 
-        return [  # not GLNet's own (the uncertainty layer is an image too)
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if isinstance(layer, Image) and layer.name not in OWN_LAYERS
-        ]
+        # GLNet's own image layers (the uncertainty map) are never what to segment
+        return [(x.name, x) for x in self.viewer.layers if isinstance(x, Image) and x.name not in OWN_LAYERS]
 
     def _refresh_images(self, event=None) -> None:
         """The image choices follow the layer list; an image just opened

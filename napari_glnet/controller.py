@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +32,6 @@ from psygnal import Signal
 
 from glnet.errors import GLNetError
 from glnet.geometry import Region, enclosing
-from glnet.inference.memory import Fallback, is_out_of_memory, with_memory_fallback
-from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
 from .guided import NEXT_KEY, REVIEWED_NAME, UNCERTAINTY_KEY, UNCERTAINTY_NAME
@@ -43,11 +41,9 @@ from .session import (
     Overview,
     RefineProgress,
     ViewSession,
-    default_store_path,
-    image_identity,
-    open_store,
     overview_placement,
 )
+from .view_worker import MAX_AUTO_SCENES, Done, Ready, Request, Runner, Settings, Warn, layer_pixels, view_job
 from .workers import Failed, notify
 
 if TYPE_CHECKING:
@@ -69,39 +65,7 @@ RESERVED_KEYS = {
 }
 GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
-MAX_AUTO_SCENES = 4
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
-
-
-# -- what the form gives ---------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    """The widget's current choices (the controller asks for them per request)."""
-
-    model: ModelSpec
-    layer: Any  # napari.layers.Image
-    store_path: str | None = None  # None: the image's default store in the cache
-    model_mtime: float = 0.0  # the checkpoint file's: a rewritten file is loaded again
-
-
-# -- messages from the worker (plain values: the main thread acts on them) -------
-@dataclass
-class _Ready:
-    session: ViewSession
-    new: bool  # a new session: (re)make the layers
-    device: str
-    untrained: bool
-
-
-@dataclass
-class _Warn:
-    message: str
-
-
-@dataclass
-class _Done:
-    region: Region
-    refined: bool
 
 
 @dataclass
@@ -114,114 +78,6 @@ class _Tally:
     done: int = 0  # tiles finished, written or reused
     ended: bool = False  # the worker returned (rather than being stopped)
     cancelled: bool = False  # the user pressed Cancel
-
-
-@dataclass(frozen=True)
-class _Request:
-    settings: Settings
-    region: Region | None  # image pixels
-    point: tuple[float, float] | None = None  # instead of a region: the patch block at this image pixel
-    refine: bool | None = True  # None: only while the region spans at most MAX_AUTO_SCENES scenes
-    threads: int = 1
-
-
-def layer_pixels(layer) -> Any:
-    """An image layer's level 0 as (H, W, 3) uint8, lazily where it was lazy."""
-    data = level0(layer)
-    ndim = len(data.shape) - (1 if layer.rgb else 0)
-    if ndim != 2:
-        raise GLNetError(f"GLNet segments 2D images; the layer '{layer.name}' has {ndim} dimensions")
-    if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 3 and data.shape[2] == 3:
-        return data
-    import dask.array as da
-
-    from glnet.io.readers import to_rgb8
-
-    return to_rgb8(da.asarray(data), layer.name)
-
-
-class _Runner:
-    """The worker thread's state: the loaded model and the session, reused
-    between requests.  Only one worker runs at a time, so no locks."""
-
-    def __init__(self) -> None:
-        self.model: tuple[ModelSpec, float] | None = None
-        self.segmenter = None
-        self.key: tuple | None = None
-        self.session: ViewSession | None = None
-        self.data = None  # held so the id() in key cannot be reused
-
-    def segmenter_for(self, settings: Settings):
-        loaded = False
-        model = (settings.model, settings.model_mtime)
-        if model != self.model:
-            self.segmenter = self.model = self.session = self.key = self.data = None
-            self.segmenter = settings.model.load()
-            self.model, loaded = model, True
-        return self.segmenter, loaded
-
-    def session_for(self, settings: Settings, raw, pixels) -> tuple[ViewSession, bool]:
-        """The session of this layer's data (``raw``: what the layer holds,
-        ``pixels``: it as RGB uint8), kept while neither changes."""
-        layer = settings.layer
-        key = (settings.model, settings.model_mtime, id(layer), id(raw), settings.store_path)
-        if key == self.key and self.session is not None:
-            return self.session, False
-        path = settings.store_path or default_store_path(
-            image_identity(getattr(layer.source, "path", None), raw, layer.name), layer.name
-        )
-        store = open_store(path, pixels.shape[:2], self.segmenter.checkpoint.classes, stem=layer.name)
-        self.session = ViewSession(self.segmenter, pixels, store)
-        self.key, self.data = key, raw
-        return self.session, True
-
-
-def view_job(runner: _Runner, request: _Request, raw, pixels) -> Iterator[Any]:
-    """The worker's generator: _Ready, the overview, then the refinement,
-    one yield per patch batch; returns _Done, or a Failed message for the user's
-    problems (bad checkpoint, out of memory on the CPU, a store that must not
-    be replaced) so they reach the user as one line."""
-    from glnet.runtime import set_threads
-
-    try:
-        set_threads(request.threads)  # a worker thread's default is not what we want
-        seg, loaded = runner.segmenter_for(request.settings)
-        session, new = runner.session_for(request.settings, raw, pixels)
-        yield _Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
-        region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
-        yield from _with_fallback(runner, lambda: _overview_steps(session, region))
-        refine = request.refine
-        if refine is None:
-            refine = len(session.grid.covering(region)) <= MAX_AUTO_SCENES
-        if refine:
-            yield from _with_fallback(runner, lambda: session.refine(region))
-        return _Done(region, refine)
-    except GLNetError as e:
-        return Failed(e)
-    except (MemoryError, RuntimeError) as e:
-        if is_out_of_memory(e):
-            return Failed("out of memory: lower the batch size, or segment a smaller region")
-        raise
-
-
-def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
-    for _ in session.run_overview(region):
-        yield session.current_overview()
-
-
-def _with_fallback(runner: _Runner, steps: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """Run ``steps()``; out of memory, the library's fallback (half the batch,
-    then the CPU) runs it again on the session's new Segmenter, which the
-    runner keeps; the user is told each time (finished scenes are kept)."""
-
-    def on(seg) -> Iterator[Any]:
-        if seg is not runner.segmenter:
-            runner.segmenter = seg
-            runner.session.set_segmenter(seg)
-        return steps()
-
-    for item in with_memory_fallback(runner.segmenter, on):
-        yield _Warn(item.message) if isinstance(item, Fallback) else item
 
 
 # -- the controller -----------------------------------------------------------------
@@ -259,8 +115,8 @@ class ViewController:
         self.session: ViewSession | None = None
         self.worker = None
         self.last_menu = None  # the last context menu opened (tests trigger its actions)
-        self._runner = _Runner()
-        self._pending: _Request | None = None
+        self._runner = Runner()
+        self._pending: Request | None = None
         self._pbar = None
         self._tally = _Tally()
         self.image = None  # the image layer the session's layers belong to
@@ -447,14 +303,14 @@ class ViewController:
             return
         region = None if region is None else tuple(int(v) for v in region)
         settings = replace(settings, model=settings.model.replace(threads=self.threads))  # one core for the GUI
-        request = _Request(settings, region, point, refine, self.threads)
+        request = Request(settings, region, point, refine, self.threads)
         if self.worker is not None:  # the old view's work stops at its next batch; then this starts
             self._pending = request
             self.worker.quit()
             return
         self._start(request)
 
-    def _start(self, request: _Request) -> None:
+    def _start(self, request: Request) -> None:
         from napari.qt.threading import create_worker
 
         try:
@@ -484,31 +340,34 @@ class ViewController:
         elif isinstance(item, Overview):
             self._show_overview(item)
             self.status.emit("overview shown; refining...")
-        elif isinstance(item, _Ready):
+        elif isinstance(item, Ready):
             self._on_ready(item)
-        elif isinstance(item, _Warn):
+        elif isinstance(item, Warn):
             notify("warning", item.message)
 
     def _on_progress(self, item: RefineProgress) -> None:
-        """Progress in one unit, tiles, and only forward (napari's bar follows update())."""
+        """Progress in one unit, tiles, and only forward (napari's bar follows
+        update()).  The bar comes last: napari's bar processes Qt events, so the
+        worker's later messages (even its return) may be handled inside it."""
         tally = self._tally
         tally.total = item.tiles_total
         if item.tiles_done > tally.done:
             tally.done = item.tiles_done
             tally.reused += item.reused
             tally.written += item.written is not None
+        self.progress.emit(tally.done, tally.total)
+        if not tally.ended:
+            self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
+        if item.written is not None:
+            self.refresh_labels()
+            self.labels_written.emit(item.written)
         if self._pbar is not None:
             if self._pbar.total != tally.total:
                 self._pbar.total = tally.total
             if tally.done > self._pbar.n:
                 self._pbar.update(tally.done - self._pbar.n)
-        self.progress.emit(tally.done, tally.total)
-        self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
-        if item.written is not None:
-            self.refresh_labels()
-            self.labels_written.emit(item.written)
 
-    def _on_ready(self, ready: _Ready) -> None:
+    def _on_ready(self, ready: Ready) -> None:
         self.device.emit(ready.device)
         if ready.untrained:
             notify(
@@ -525,11 +384,12 @@ class ViewController:
         self._tally.ended = True
         if isinstance(outcome, Failed):
             self.status.emit(f"failed: {outcome}")
-        elif isinstance(outcome, _Done):
+            notify("error", str(outcome))
+        elif isinstance(outcome, Done):
             self.refresh_labels()
             self.status.emit(self._done_text(outcome))
 
-    def _done_text(self, done: _Done) -> str:
+    def _done_text(self, done: Done) -> str:
         t, l, b, r = done.region
         tally = self._tally
         if not done.refined:
