@@ -121,7 +121,12 @@ def guided_review(app, weights: str, reviewed: int = 3) -> None:
         review.mark_reviewed(block)
     size_window(app, viewer)
     viewer.reset_view()
+    labels = [layer for layer in viewer.layers if layer.name in ("GLNet labels", "GLNet overview") and layer.visible]
+    for layer in labels:  # the confidence is under them: hidden, as a reviewer does to read it
+        layer.visible = False
     shoot(app, viewer, REPO / "docs" / "guided-review.png")
+    for layer in labels:
+        layer.visible = True
     review.next_button.click()
     shoot(app, viewer, REPO / "docs" / "guided-next.png")
     viewer.close()
