@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 LABELS_NAME = "GLNet labels"
 OVERVIEW_NAME = "GLNet overview"
 # GLNet's layers, bottom to top, kept directly above their image
-OWN_LAYERS = (OVERVIEW_NAME, LABELS_NAME, UNCERTAINTY_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
+OWN_LAYERS = (UNCERTAINTY_NAME, OVERVIEW_NAME, LABELS_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
 RESERVED_KEYS = {
@@ -472,8 +472,9 @@ class ViewController:
 
     def _restack(self, _event=None) -> None:
         """Keep GLNet's layers directly above their image, in the order
-        overview, labels, then the review's (edit, confidence, reviewed
-        regions): a layer added later (another image) never covers them."""
+        the model's confidence (under the labels being reviewed), overview,
+        labels, then the review's (edit, reviewed regions): a layer added
+        later (another image) never covers them."""
         if self._restacking or self.image is None:
             return
         layers = self.viewer.layers

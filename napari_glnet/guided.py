@@ -101,8 +101,12 @@ class GuidedReview:
 
     def refresh(self) -> ReviewProgress:
         """Show the store's confidence and reviewed regions as they are now."""
+        selection = self.viewer.layers.selection
+        active = selection.active  # a layer added here must not take the image's keys and mode
         self._show_uncertainty()
         self._show_reviewed()
+        if active is not None and active in self.viewer.layers and selection.active is not active:
+            selection.active = active
         progress = review_progress(self.store)
         self.changed.emit(progress)
         return progress
@@ -138,20 +142,25 @@ class GuidedReview:
 
     def _show_reviewed(self) -> None:
         rects = [np.array([[t, l], [t, r], [b, r], [b, l]], float) for t, l, b, r in self.store.reviewed_regions()]
+        style = {
+            "edge_color": "#40ff80",
+            "face_color": [0.25, 1.0, 0.5, 0.2],
+            "edge_width": max(2, max(self.store.shape) // 200),  # a few screen px with the whole image in view
+        }
         layers = self.viewer.layers
         if REVIEWED_NAME in layers:
             layer = layers[REVIEWED_NAME]
             layer.data = rects
             layer.shape_type = "rectangle"
+            for key, value in style.items():  # shapes added through .data get the layer's defaults
+                setattr(layer, key, value)
         elif rects:
             layer = self.viewer.add_shapes(
                 rects,
                 shape_type="rectangle",
                 name=REVIEWED_NAME,
-                edge_color="#40ff80",
-                face_color=[0.25, 1.0, 0.5, 0.12],
-                edge_width=max(2, self.store.shape[0] // 400),
                 metadata={"glnet_reviewed_of": str(self.store.path)},
+                **style,
                 **self._placement(),
             )
         else:

@@ -54,6 +54,7 @@ from glnet.store.labelstore import LabelStore
 from napari_glnet.layers import level0, visible_region
 from napari_glnet.region_metrics import StoreConfusion
 from napari_glnet.review import EDIT_LAYER_NAME, ReviewController, find_store_layer, painted_box
+from napari_glnet.score_delta import DeltaColumn
 from napari_glnet.workers import Failed, notify
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class IoUPanel(QWidget):
         self._matrix_dialog: QDialog | None = None
 
         self._build()
+        self.deltas = DeltaColumn(self)  # how much each accept changed the score
+        self.updated.connect(self.deltas.show)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -180,6 +183,7 @@ class IoUPanel(QWidget):
         self.review = review
         review.store_changed.connect(self.labels_changed)
         review.edit_changed.connect(self._edit_changed)
+        review.changed.connect(self.deltas.edit_written)
         self._edit_changed(review.edit_layer)
 
     def labels_changed(self, region: Region) -> None:
@@ -314,6 +318,7 @@ class IoUPanel(QWidget):
         if self.review is not None:
             self.review.store_changed.disconnect(self.labels_changed)
             self.review.edit_changed.disconnect(self._edit_changed)
+            self.review.changed.disconnect(self.deltas.edit_written)
         self._watch_truth(None)
 
     # -- internals -------------------------------------------------------------------

@@ -234,7 +234,8 @@ assert data.max() < len(DEEPGLOBE)
 for i, rgb in enumerate(DEEPGLOBE.colors):
     assert np.allclose(labels.colormap.map(np.array([i]))[0][:3], rgb / 255), i
 run_to_end()  # a second run updates the same layers
-assert [layer.name for layer in viewer.layers] == ["crop", "GLNet overview", "GLNet labels"]
+# the model's confidence sits under the labels (napari_glnet.guided)
+assert [layer.name for layer in viewer.layers] == ["crop", "GLNet uncertainty", "GLNet overview", "GLNet labels"]
 
 # a bad checkpoint: one line through napari's notifications, no worker started
 from napari.utils.notifications import notification_manager

@@ -38,13 +38,13 @@ def test_a_second_image_becomes_the_target_with_its_labels_above_it(widget, qtbo
     (second,) = viewer.open(str(path), plugin="napari-glnet")  # File > Open, drag and drop: the reader
     assert widget.image.value == second  # the image just opened is the one to segment
     names = _names(viewer)  # the first image's labels stay on it, under the new image
-    assert names[-1] == second.name and names.index("GLNet labels") == names.index("crop") + 2
+    assert names[-1] == second.name and names.index("GLNet labels") == names.index("crop") + 3  # uncertainty, overview
 
     ctl.segment_region(TILE)
     wait_idle(qtbot, ctl)
     names = _names(viewer)
     at = names.index(second.name)
-    assert names[at + 1 : at + 3] == ["GLNet overview", "GLNet labels"]  # directly above it, not under it
+    assert names[at + 1 : at + 4] == ["GLNet uncertainty", "GLNet overview", "GLNet labels"]  # directly above it
     assert viewer.layers["GLNet labels"].visible
     assert ctl.session.store.path != first_store  # its own store
     assert viewer.layers["GLNet labels"].metadata["glnet_store"] == str(ctl.session.store.path)
