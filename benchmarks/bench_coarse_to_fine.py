@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from glnet.classes import ClassInfo, ClassTable
 
-from glnet.classes import ClassInfo, ClassTable  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WATER_VS_LAND = ClassTable((ClassInfo("land", (0, 0, 0)), ClassInfo("water", (0, 0, 255))))
 SIZE = 512

@@ -30,7 +30,7 @@ def ensure_inputs(workdir: Path, sizes: list[int], weights: str | None) -> tuple
     sys.path.insert(0, str(REPO / "sample_data"))
     from make_untrained_checkpoint import make_untrained_checkpoint
 
-    from glnet.data.synthetic import write_scene
+    from glnet.data.synthetic_files import write_scene
 
     workdir.mkdir(parents=True, exist_ok=True)
     images = {}

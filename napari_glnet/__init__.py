@@ -6,4 +6,9 @@ library; this package only holds the napari side (the widget in
 (``python -m napari_glnet.demo``).  Importing it does not import Qt.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # pyproject.toml is the one place the version is written
+    __version__ = version("napari-glnet")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"

@@ -232,12 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if not weights.exists():
             raise GLNetError(f"checkpoint not found: {weights}")
         if has_screen():
-            try:
-                import napari  # noqa: F401
-            except ImportError:
-                print("napari is not installed (pip install -e '.[napari]'): running the headless equivalent")
-            else:
+            if importlib.util.find_spec("napari") is not None:
                 return run_gui(image_path, image, weights, args, truth)
+            print("napari is not installed (pip install -e '.[napari]'): running the headless equivalent")
         else:
             print("no screen (DISPLAY/WAYLAND_DISPLAY unset): running the headless equivalent of the napari demo")
         return run_headless(image_path, image, weights, args, truth)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.geometry import Region, intersect
+from glnet.geometry import Region, as_region, intersect
 from glnet.metrics import ConfusionMatrix
 from glnet.store.labelstore import LabelStore
 
@@ -137,10 +137,10 @@ class StoreConfusion:
 
         Returns None if ``cancelled()`` became true between blocks.
         """
-        region = (0, 0, *self.store.shape) if region is None else tuple(int(v) for v in region)  # type: ignore[assignment]
+        box = (0, 0, *self.store.shape) if region is None else as_region(region)
         total = ConfusionMatrix(self.num_classes, self.ignore_index)
         outside = 0
-        for key, block, part, _ in self._plan(region, overlay):  # type: ignore[arg-type]
+        for key, block, part, _ in self._plan(box, overlay):
             if cancelled():
                 return None
             with self._lock:

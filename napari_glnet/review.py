@@ -42,7 +42,7 @@ from psygnal import Signal
 
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
-from glnet.geometry import Region
+from glnet.geometry import Region, as_region
 from glnet.store.labelstore import LabelStore
 from glnet.store.strokes import StrokeJournal
 from napari_glnet.workers import Failed, notify
@@ -286,17 +286,17 @@ class ReviewController:
             notify("warning", "Unaccepted strokes of an earlier edit were restored first: accept or discard them.")
             return None
         try:
-            region = tuple(int(v) for v in region)  # type: ignore[assignment]
-            if len(region) == 4 and (region[2] - region[0]) * (region[3] - region[1]) > MAX_EDIT_PIXELS:
+            box = as_region(region)
+            if (box[2] - box[0]) * (box[3] - box[1]) > MAX_EDIT_PIXELS:
                 raise GLNetError(
-                    f"region {list(region)} is too large to edit at once (over {MAX_EDIT_PIXELS // 1_000_000} Mpx): zoom in"
+                    f"region {list(box)} is too large to edit at once (over {MAX_EDIT_PIXELS // 1_000_000} Mpx): zoom in"
                 )
-            labels = self.store.read(region)  # checks the region
-        except (GLNetError, TypeError, ValueError) as exc:
+            labels = self.store.read(box)  # checks the region
+        except GLNetError as exc:
             notify("error", f"Cannot edit: {exc}")
             return None
-        layer = self._show(region, labels)  # type: ignore[arg-type]
-        t, l, b, r = region
+        layer = self._show(box, labels)
+        t, l, b, r = box
         self.said.emit(f"Editing rows {t}-{b}, columns {l}-{r}: paint, then Accept ({ACCEPT_KEY})")
         return layer
 
@@ -366,13 +366,13 @@ class ReviewController:
         if entry is None:
             notify("info", "Nothing to undo: no accepted edit is left in the store.")
             return None
-        region = tuple(entry["region"])
-        after = self.store.read(region)  # type: ignore[arg-type]
+        region = as_region(entry["region"])
+        after = self.store.read(region)
         if self._edit is not None:  # show the restored labels
             self._edit.rebase(self.store.read(self._edit.region))  # type: ignore[arg-type]
         n = sum(entry["changes"].values())
         self.said.emit(f"Undid edit #{entry['id']}: {n:,} px back as they were")
-        self._after_write(Change(entry, region, before, after, undo=True))  # type: ignore[arg-type]
+        self._after_write(Change(entry, region, before, after, undo=True))
         return entry
 
     def discard(self) -> None:
@@ -392,16 +392,16 @@ class ReviewController:
             notify("info", "Nothing to mark: edit a region or pick one first.")
             return None
         try:
-            region = tuple(int(v) for v in region)
-            self.store.mark_reviewed(region, note=note)  # type: ignore[arg-type]
-        except (GLNetError, TypeError, ValueError) as exc:
+            box = as_region(region)
+            self.store.mark_reviewed(box, note=note)
+        except GLNetError as exc:
             notify("error", f"Cannot mark the region reviewed: {exc}")
             return None
-        t, l, b, r = region
+        t, l, b, r = box
         n = len(self.store.reviewed_regions())
         self.said.emit(f"Marked rows {t}-{b}, columns {l}-{r} reviewed ({n} reviewed region{'s' * (n != 1)})")
-        self.reviewed.emit(region)
-        return region  # type: ignore[return-value]
+        self.reviewed.emit(box)
+        return box
 
     def next_class(self) -> int | None:
         """Select the next class (cycling) for painting; returns its index."""

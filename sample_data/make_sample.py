@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from glnet.data.synthetic import write_scene
+from glnet.data.synthetic_files import write_scene
 from glnet.errors import GLNetError
 
 

@@ -44,7 +44,7 @@ COMMON = dict(val_fraction=0.125, size_g=256, size_p=256, batch_size=4, device="
 
 
 def make_data(folder: Path) -> None:
-    from glnet.data.synthetic import write_scene
+    from glnet.data.synthetic_files import write_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for seed in TRAIN_SEEDS:

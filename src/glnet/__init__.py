@@ -5,16 +5,22 @@ checkpoint layout, an inference engine with a region API, metrics, label
 codecs and the ``glnet`` command line.  No Qt here.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint, save_checkpoint
 from glnet.classes import DEEPGLOBE, ClassInfo, ClassTable, read_class_table
 from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import ImageSession, Progress, Segmentation, Segmenter
+from glnet.inference.engine import ImageSession, Segmenter
+from glnet.inference.results import Progress, Segmentation
 from glnet.inference.spec import ModelSpec
 from glnet.metrics import ConfusionMatrix
 
-__version__ = "0.1.0"
+try:  # pyproject.toml is the one place the version is written
+    __version__ = version("napari-glnet")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "DEEPGLOBE",

@@ -271,7 +271,7 @@ def save_checkpoint(ckpt: GLNetCheckpoint, path: str | os.PathLike, half: bool =
     ``half`` stores floating weights as fp16 (for shipping small models);
     they are loaded back as fp32."""
 
-    if getattr(ckpt.model, "inference_only", False):
+    if ckpt.model.inference_only:
         raise GLNetError(
             "this checkpoint's model was converted for inference by a Segmenter; save a freshly loaded one"
         )

@@ -31,7 +31,7 @@ def _check_color(color: Any, where: str) -> tuple[int, int, int]:
         raise GLNetError(f"{where}: colour must be a list of 3 integers 0..255, got {color!r}")
     values = list(color)
     if len(values) != 3 or not all(
-        isinstance(v, Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in values
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= v <= 255 for v in values
     ):
         raise GLNetError(f"{where}: colour must be 3 integers 0..255, got {color!r}")
     return (int(values[0]), int(values[1]), int(values[2]))

@@ -35,6 +35,14 @@ def intersect(a: Region, b: Region) -> Region | None:
     return (top, left, bottom, right) if top < bottom and left < right else None
 
 
+def overlap(a: Region, b: Region) -> Region:
+    """The overlap of two regions known to overlap (e.g. a scene that covers a block)."""
+    box = intersect(a, b)
+    if box is None:
+        raise GLNetError(f"regions {a} and {b} do not overlap")
+    return box
+
+
 def shift(region: Region, dy: int, dx: int) -> Region:
     """``region`` moved by (dy, dx): into or out of a scene's own coordinates."""
     return region[0] + dy, region[1] + dx, region[2] + dy, region[3] + dx
@@ -89,5 +97,6 @@ __all__ = [
     "intersect",
     "level_region",
     "level_shapes",
+    "overlap",
     "shift",
 ]

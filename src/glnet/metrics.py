@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ class ConfusionMatrix:
     """Counts of (ground truth, prediction) pixel pairs; rows are ground truth, columns prediction."""
 
     def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 1:
             raise GLNetError(f"number of classes must be a positive integer, got {num_classes!r}")
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index

@@ -125,7 +125,10 @@ def evaluate(model, image: np.ndarray, mode: str, size_g=508, size_p=508, global
     """Scores (C, H, W) float64 summed over patches, as the reference's eval_test."""
     H, W = image.shape[:2]
     dev = next(model.parameters()).device  # runs where the model is (CPU or CUDA)
-    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255).to(dev)  # noqa: E731
+
+    def to_t(a):
+        return torch.from_numpy(np.array(a)).permute(2, 0, 1).float().div(255).to(dev)
+
     img_g = to_t(np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.BILINEAR)))[None]
     with torch.no_grad():
         if mode == "global":

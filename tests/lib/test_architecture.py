@@ -5,6 +5,7 @@ stay small enough to read."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from helpers import REPO
@@ -83,6 +84,19 @@ def test_no_import_cycles():
         if node not in state:
             visit(node, [])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml says it; both packages read it from the installed metadata."""
+    from importlib.metadata import version
+
+    import glnet
+    import napari_glnet
+
+    assert glnet.__version__ == napari_glnet.__version__ == version("napari-glnet")
+    typed = re.compile(r'__version__ = "\d')  # a number, not the fallback of an uninstalled tree
+    written = [p for p in (*SRC.rglob("*.py"), *(REPO / "napari_glnet").rglob("*.py")) if typed.search(p.read_text())]
+    assert not written, f"a version typed out again: {written}"
 
 
 def test_modules_stay_readable():

@@ -65,7 +65,7 @@ def test_direct_construction_is_validated_too():
 
 def test_tables_are_immutable_and_hashable():
     with pytest.raises(AttributeError):
-        DEEPGLOBE.classes = ()  # type: ignore[misc]
+        DEEPGLOBE.classes = ()
     assert hash(DEEPGLOBE) == hash(ClassTable.from_list(DEEPGLOBE.to_list()))
 
 
@@ -82,4 +82,4 @@ def test_default_tables():
 
     for bad in (0, -1, 2.5, "3"):
         with pytest.raises(GLNetError, match="number of classes"):
-            ClassTable.default(bad)  # type: ignore[arg-type]
+            ClassTable.default(bad)

@@ -31,14 +31,14 @@ def ours(tmp_path, tiny_models):
 
 def test_a_spec_is_keyword_only_frozen_picklable_and_hashable(ours):
     with pytest.raises(TypeError):
-        ModelSpec(str(ours))  # type: ignore[misc]
+        ModelSpec(str(ours))
     spec = ModelSpec(weights=ours, mode="global2local", precision="fp32", coarse_to_fine=True)
     assert spec.weights == str(ours) and spec.mode is Mode.GLOBAL2LOCAL and spec.precision is Precision.FP32
     assert spec.coarse_to_fine == CoarseToFine()
     assert pickle.loads(pickle.dumps(spec)) == spec  # what a dask worker receives
     assert {spec: 1}[ModelSpec(weights=str(ours), mode="global2local", coarse_to_fine=CoarseToFine())] == 1
     with pytest.raises(AttributeError):
-        spec.batch_size = 2  # type: ignore[misc]
+        spec.batch_size = 2
     assert spec.replace(batch_size=2).batch_size == 2 and spec.batch_size == 4
     with pytest.raises(GLNetError, match="unknown mode"):
         ModelSpec(weights=ours, mode="local")

@@ -9,7 +9,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from glnet.data.synthetic import SyntheticScene, write_scene
+from glnet.data.synthetic import SyntheticScene
+from glnet.data.synthetic_files import write_scene
 from glnet.errors import GLNetError
 from glnet.io.labels import read_label
 

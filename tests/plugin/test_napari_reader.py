@@ -8,7 +8,8 @@ pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
 from glnet.classes import DEEPGLOBE
-from glnet.data.synthetic import SyntheticScene, write_scene
+from glnet.data.synthetic import SyntheticScene
+from glnet.data.synthetic_files import write_scene
 from glnet.store.labelstore import LabelStore
 
 

@@ -312,7 +312,7 @@ def test_keys_are_bound_free_in_napari_and_documented(widget, tmp_path):
 def test_a_pyramidal_tiff_is_segmented_in_view_into_a_multiscale_store(
     make_napari_viewer, qtbot, tiny_ckpt, tmp_path, monkeypatch
 ):
-    from glnet.data.synthetic import write_scene
+    from glnet.data.synthetic_files import write_scene
     from glnet.io.readers import open_image
 
     monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))

@@ -13,8 +13,9 @@ from pathlib import Path
 from glnet.constants import Mode, Precision
 from glnet.errors import GLNetError
 from glnet.inference.coarse import CoarseToFine
-from glnet.inference.engine import Progress, Segmenter
+from glnet.inference.engine import Segmenter
 from glnet.inference.memory import Fallback, with_memory_fallback
+from glnet.inference.results import Progress
 from glnet.inference.spec import ModelSpec
 
 log = logging.getLogger("glnet")

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from glnet.cli.common import add_model_args, model_spec, run_with_progress
 from glnet.errors import GLNetError
 
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                 mask_path = img_path.with_name(img_path.name.replace("_sat" + img_path.suffix, "_mask.png"))
                 if not mask_path.exists():
                     raise GLNetError(f"{img_path.name} has no ground truth {mask_path.name}")
-                image, labels = read_image(img_path), []
+                image = read_image(img_path)
+                labels: list[np.ndarray] = []
 
                 def segment(s, image=image, labels=labels):
                     session = s.open(image)

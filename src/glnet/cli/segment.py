@@ -13,7 +13,8 @@ import numpy as np
 from glnet.atomic import atomic_write
 from glnet.cli.common import add_model_args, check_output, model_spec, progress_bar, run_with_progress
 from glnet.errors import GLNetError
-from glnet.inference.engine import Progress, Segmenter
+from glnet.inference.engine import Segmenter
+from glnet.inference.results import Progress
 
 log = logging.getLogger("glnet")
 

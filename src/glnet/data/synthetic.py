@@ -6,8 +6,8 @@ labelled data set ships.  A :class:`SyntheticScene` is procedural: every pixel
 is a pure function of ``(seed, row, col)``, built from hashed lattice value
 noise and integer coordinate hashing, never from a random stream.  So any
 rectangle can be rendered on its own, and rendering a sub-rectangle gives
-exactly the crop of rendering a bigger one; :func:`write_scene` uses that to
-write huge pyramidal TIFFs tile by tile in bounded memory.
+exactly the crop of rendering a bigger one; ``glnet.data.synthetic_files.write_scene``
+uses that to write huge pyramidal TIFFs tile by tile in bounded memory.
 
 The classes are those of DeepGlobe (:data:`glnet.classes.DEEPGLOBE`), and the
 scene has structure at several scales, so that global context matters:
@@ -24,33 +24,16 @@ small patch does not give its class away; the parcel layout around it does.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import tempfile
-import time
-from collections.abc import Callable, Iterator
 from numbers import Integral
-from pathlib import Path
 
 import numpy as np
-import tifffile
-from PIL import Image
 
-from glnet.atomic import atomic_write
+from glnet.data.noise import hash_ints, smoothstep, unit
 from glnet.errors import GLNetError
-from glnet.geometry import level_shapes
-from glnet.io.labels import write_label
-from glnet.io.pyramid import halve
-
-log = logging.getLogger(__name__)
 
 UNKNOWN, URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN = range(7)
 
-MAX_IN_MEMORY_PIXELS = 100_000_000
-"""PNG and JPEG files (and PNG masks) are built whole in memory; beyond this, use TIFF."""
-
-TIFF_TILE = 256
 FIELD_SIZE = (300.0, 170.0)  # mean field size (along, across the field grid), px
 BLOCK_SIZE = (150.0, 120.0)  # mean town block size, roads included, px
 
@@ -86,7 +69,7 @@ _ROOF_COLORS = np.array(
 )
 
 
-def _check_int(value: object, name: str, low: int, high: int | None = None) -> int:
+def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise GLNetError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -94,36 +77,6 @@ def _check_int(value: object, name: str, low: int, high: int | None = None) -> i
         bound = f">= {low}" if high is None else f"in {low}..{high}"
         raise GLNetError(f"{name} must be {bound}, got {value}")
     return value
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """Avalanche a uint32 array (the lowbias32 finaliser), so neighbouring keys look unrelated."""
-    with np.errstate(over="ignore"):  # wrapping multiplication is the point
-        h = h ^ (h >> np.uint32(16))
-        h = h * np.uint32(0x7FEB352D)
-        h = h ^ (h >> np.uint32(15))
-        h = h * np.uint32(0x846CA68B)
-        return h ^ (h >> np.uint32(16))
-
-
-def _hash(seed: int, salt: int, a: np.ndarray, b: np.ndarray | int = 0, c: np.ndarray | int = 0) -> np.ndarray:
-    """A uint32 hash of integer coordinates: the only source of randomness in a scene."""
-    key = (seed * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF
-    h = (np.asarray(a, np.int64) & 0xFFFFFFFF).astype(np.uint32) ^ np.uint32(key)
-    h = _mix(h) ^ (np.asarray(b, np.int64) & 0xFFFFFFFF).astype(np.uint32)
-    h = _mix(h)
-    if not (isinstance(c, int) and c == 0):
-        h = _mix(h ^ (np.asarray(c, np.int64) & 0xFFFFFFFF).astype(np.uint32))
-    return h
-
-
-def _unit(h: np.ndarray) -> np.ndarray:
-    """uint32 hashes as float32 in [0, 1)."""
-    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
-
-
-def _smooth(t: np.ndarray) -> np.ndarray:
-    return t * t * (np.float32(3) - np.float32(2) * t)
 
 
 class SyntheticScene:
@@ -135,13 +88,13 @@ class SyntheticScene:
     """
 
     def __init__(self, height: int, width: int, seed: int = 0) -> None:
-        self.height = _check_int(height, "scene height", 1)
-        self.width = _check_int(width, "scene width", 1)
-        self.seed = _check_int(seed, "scene seed", 0, 2**32 - 1)
+        self.height = check_int(height, "scene height", 1)
+        self.width = check_int(width, "scene width", 1)
+        self.seed = check_int(seed, "scene seed", 0, 2**32 - 1)
         # Per-scene orientation of the field grid and of the road grid.
-        angle = float(_unit(_hash(self.seed, 99, 0))) * 0.7 - 0.35
+        angle = float(unit(hash_ints(self.seed, 99, 0))) * 0.7 - 0.35
         self._fc, self._fs = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-        angle += float(_unit(_hash(self.seed, 98, 0))) * 0.5 - 0.25
+        angle += float(unit(hash_ints(self.seed, 98, 0))) * 0.5 - 0.25
         self._rc, self._rs = np.float32(math.cos(angle)), np.float32(math.sin(angle))
 
     def __repr__(self) -> str:
@@ -157,12 +110,12 @@ class SyntheticScene:
         its own coordinates, whatever the tile.
         """
         iy, ix = rows // scale, cols // scale
-        ty = _smooth((rows % scale).astype(np.float32) / np.float32(scale))
-        tx = _smooth((cols % scale).astype(np.float32) / np.float32(scale))
+        ty = smoothstep((rows % scale).astype(np.float32) / np.float32(scale))
+        tx = smoothstep((cols % scale).astype(np.float32) / np.float32(scale))
         y0, x0 = int(iy[0]), int(ix[0])
         ly = np.arange(y0, int(iy[-1]) + 2, dtype=np.int64)
         lx = np.arange(x0, int(ix[-1]) + 2, dtype=np.int64)
-        lattice = _unit(_hash(self.seed, salt, ly[:, None], lx[None, :]))
+        lattice = unit(hash_ints(self.seed, salt, ly[:, None], lx[None, :]))
         jx = ix - x0
         along = lattice[:, jx] * (np.float32(1) - tx) + lattice[:, jx + 1] * tx
         jy = iy - y0
@@ -172,8 +125,8 @@ class SyntheticScene:
         """The same value noise at arbitrary float points (for small per-parcel tables)."""
         fy, fx = np.asarray(y, np.float64) / scale, np.asarray(x, np.float64) / scale
         iy, ix = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
-        ty, tx = _smooth((fy - iy).astype(np.float32)), _smooth((fx - ix).astype(np.float32))
-        v = [_unit(_hash(self.seed, salt, iy + dy, ix + dx)) for dy in (0, 1) for dx in (0, 1)]
+        ty, tx = smoothstep((fy - iy).astype(np.float32)), smoothstep((fx - ix).astype(np.float32))
+        v = [unit(hash_ints(self.seed, salt, iy + dy, ix + dx)) for dy in (0, 1) for dx in (0, 1)]
         top = v[0] * (1 - tx) + v[1] * tx
         bottom = v[2] * (1 - tx) + v[3] * tx
         return top * (1 - ty) + bottom * ty
@@ -215,8 +168,8 @@ class SyntheticScene:
             glo = int(key.min())
             gkeys = np.arange(glo, int(key.max()) + 1)
             flat = (key - glo).astype(np.intp) * nk + (k0 - klo)
-        table_h = _hash(self.seed, salt, gkeys[:, None], ks[None, :]).ravel()
-        table_b = ((ks[None, :] + _unit(table_h).reshape(-1, nk) * 0.5 - 0.25) * period).astype(np.float32).ravel()
+        table_h = hash_ints(self.seed, salt, gkeys[:, None], ks[None, :]).ravel()
+        table_b = ((ks[None, :] + unit(table_h).reshape(-1, nk) * 0.5 - 0.25) * period).astype(np.float32).ravel()
         # The cell is k0, or its neighbour when the jittered border moved past u.
         step = (u >= table_b.take(flat + 1)).view(np.int8) - (u < table_b.take(flat)).view(np.int8)
         flat += step
@@ -232,10 +185,10 @@ class SyntheticScene:
         Returns ``(rgb, labels)``: an (h, w, 3) uint8 image and the (h, w) uint8
         DeepGlobe class index of every pixel.
         """
-        top = _check_int(top, "top", 0, self.height - 1)
-        left = _check_int(left, "left", 0, self.width - 1)
-        bottom = _check_int(bottom, "bottom", top + 1, self.height)
-        right = _check_int(right, "right", left + 1, self.width)
+        top = check_int(top, "top", 0, self.height - 1)
+        left = check_int(left, "left", 0, self.width - 1)
+        bottom = check_int(bottom, "bottom", top + 1, self.height)
+        right = check_int(right, "right", left + 1, self.width)
         rows = np.arange(top, bottom, dtype=np.int64)
         cols = np.arange(left, right, dtype=np.int64)
         h, w = rows.size, cols.size
@@ -290,9 +243,9 @@ class SyntheticScene:
         """Per-field properties, one entry per (column, row) cell the tile touches."""
         cu = np.arange(int(fcol.min()), int(fcol.max()) + 1)
         cv = np.arange(int(frow.min()), int(frow.max()) + 1)
-        gu, gv = np.meshgrid(cu, cv)
-        gu, gv = gu.ravel(), gv.ravel()
-        h = _hash(self.seed, _S_FIELD, gu, gv)
+        grid_u, grid_v = np.meshgrid(cu, cv)
+        gu, gv = grid_u.ravel(), grid_v.ravel()
+        h = hash_ints(self.seed, _S_FIELD, gu, gv)
         # The field's centre in image coordinates decides whether it is farmland.
         cu_c, cv_c = (gu + 0.5) * FIELD_SIZE[0], (gv + 0.5) * FIELD_SIZE[1]
         fc, fs = float(self._fc), float(self._fs)
@@ -332,7 +285,7 @@ class SyntheticScene:
         ]
         road = (du0 < half[0]) | (du1 < half[1]) | (dv0 < half[2]) | (dv1 < half[3])
         # Lots of 16..31 px along the block, set back 3 px from the roads.
-        bh = _hash(self.seed, _S_BLOCK, bcol, brow)
+        bh = hash_ints(self.seed, _S_BLOCK, bcol, brow)
         lot_u = np.float32(16) + (bh & np.uint32(15)).astype(np.float32)
         lot_v = np.float32(16) + (bh >> np.uint32(4) & np.uint32(15)).astype(np.float32)
         lu, lv = du0 - half[0] - np.float32(3), dv0 - half[2] - np.float32(3)
@@ -340,7 +293,7 @@ class SyntheticScene:
         fu, fv = lu - iu * lot_u, lv - iv * lot_v
         whole = (lu >= 0) & (lv >= 0) & (du1 - half[1] - np.float32(3) >= lot_u - fu)
         whole &= dv1 - half[3] - np.float32(3) >= lot_v - fv
-        lh = _hash(self.seed, _S_LOT, bh.astype(np.int64), iu.astype(np.int64), iv.astype(np.int64))
+        lh = hash_ints(self.seed, _S_LOT, bh.astype(np.int64), iu.astype(np.int64), iv.astype(np.int64))
         built = whole & ((lh >> np.uint32(8) & np.uint32(7)) < np.uint32(6)) & ~road
         # Building = lot less margins of 2..5 px; its shadow falls 3 px further along both axes.
         m = [np.float32(2) + (lh >> np.uint32(s) & np.uint32(3)).astype(np.float32) for s in (0, 2, 4, 6)]
@@ -405,7 +358,7 @@ class SyntheticScene:
 
         rgb = _PAL_LOW[pal] + _PAL_SPAN[pal] * t[..., None]
         rgb *= shade[..., None]
-        noise = _hash(self.seed, _S_SENSOR, rows[:, None], cols[None, :])
+        noise = hash_ints(self.seed, _S_SENSOR, rows[:, None], cols[None, :])
         for ch in range(3):
             byte = ((noise >> np.uint32(8 * ch)) & np.uint32(255)).astype(np.float32)
             rgb[..., ch] += (byte - np.float32(127.5)) * np.float32(3.0 / 127.5)
@@ -433,175 +386,3 @@ _PAL_ROAD = 7
 _PAL_ROOF = _PAL_ROAD + 1
 _PAL_FIELD = _PAL_ROOF + len(_ROOF_COLORS)
 _PAL_LOW, _PAL_SPAN = _palette()
-
-
-# -- writing ---------------------------------------------------------------
-
-
-def _tiles(strips: Iterator[np.ndarray], on_strip: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
-    """TIFF tiles in file order from strips whose heights are multiples of TIFF_TILE (but the last)."""
-    for strip in strips:
-        if on_strip is not None:
-            on_strip(strip)
-        for r in range(0, strip.shape[0], TIFF_TILE):
-            for c in range(0, strip.shape[1], TIFF_TILE):
-                yield strip[r : r + TIFF_TILE, c : c + TIFF_TILE]
-
-
-def _raw_strips(path: Path, shape: tuple[int, ...], rows: int) -> Iterator[np.ndarray]:
-    """Read a raw row-major uint8 array back from disk ``rows`` rows at a time."""
-    row_items = int(np.prod(shape[1:]))
-    with open(path, "rb") as f:
-        for top in range(0, shape[0], rows):
-            n = min(rows, shape[0] - top)
-            yield np.fromfile(f, np.uint8, n * row_items).reshape(n, *shape[1:])
-
-
-def _render_strips(scene: SyntheticScene, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The scene as full-width (RGB, labels) strips of ``block`` rows, rendered ``block`` x ``block`` at a time."""
-    for top in range(0, scene.height, block):
-        bottom = min(top + block, scene.height)
-        rgb = np.empty((bottom - top, scene.width, 3), np.uint8)
-        lab = np.empty((bottom - top, scene.width), np.uint8)
-        for left in range(0, scene.width, block):
-            right = min(left + block, scene.width)
-            rgb[:, left:right], lab[:, left:right] = scene.render(top, left, bottom, right)
-        log.debug("rendered rows %d..%d of %d", top, bottom, scene.height)
-        yield rgb, lab
-
-
-def write_scene(
-    image_path: str | os.PathLike[str],
-    height: int,
-    width: int,
-    seed: int = 0,
-    mask_path: str | os.PathLike[str] | None = None,
-    tile: int = 1024,
-    pyramid: bool = True,
-    compression: str = "zlib",
-) -> None:
-    """Write a synthetic scene (and optionally its ground truth) to disk.
-
-    ``.tif``/``.tiff`` images are written tile by tile (256 px TIFF tiles,
-    BigTIFF when large) with, if ``pyramid``, 2x-downsampled SubIFD levels down
-    to below 512 px, built from the level above through temporary raw files, so
-    memory stays bounded (about ``tile`` rows of the full width) at any size.
-    ``.png``/``.jpg`` images are built whole in memory, so they are refused
-    above 100 Mpx.  ``mask_path`` gets the labels: ``.png`` as a DeepGlobe
-    colour mask (in-memory sizes), ``.tif``/``.tiff`` as a tiled single-channel
-    uint8 index mask (any size).  ``tile`` is the side of the rendered blocks,
-    rounded up to a multiple of 256.  ``compression`` is any tifffile codec
-    name (``"zlib"`` is lossless; ``"jpeg"`` is smaller and lossy).
-    """
-    scene = SyntheticScene(height, width, seed)
-    tile = _check_int(tile, "tile", 1)
-    block = -(-tile // TIFF_TILE) * TIFF_TILE
-    image_path = Path(image_path)
-    suffix = image_path.suffix.lower()
-    if suffix not in (".tif", ".tiff", ".png", ".jpg", ".jpeg"):
-        raise GLNetError(f"{image_path}: unsupported image type {image_path.suffix!r}; use .tif, .tiff, .png or .jpg")
-    mask_path = None if mask_path is None else Path(mask_path)
-    mask_suffix = None if mask_path is None else mask_path.suffix.lower()
-    if mask_suffix not in (None, ".png", ".tif", ".tiff"):
-        raise GLNetError(f"{mask_path}: unsupported mask type {mask_path.suffix!r}; use .png (colour) or .tif (index)")
-    pixels = height * width
-    in_memory = suffix not in (".tif", ".tiff")
-    for path, needs_memory in ((image_path, in_memory), (mask_path, mask_suffix == ".png")):
-        if path is not None and needs_memory and pixels > MAX_IN_MEMORY_PIXELS:
-            raise GLNetError(
-                f"{path}: a {height} x {width} scene is too large to build in memory "
-                f"(over {MAX_IN_MEMORY_PIXELS // 1_000_000} Mpx); write .tif files instead"
-            )
-        if path is not None and not path.parent.is_dir():
-            raise GLNetError(f"cannot write {path}: the folder {path.parent} does not exist")
-
-    start = time.perf_counter()
-    # Temporaries (labels, pyramid levels) live beside the output: same disk, removed at the end.
-    with tempfile.TemporaryDirectory(prefix=".synthetic-", dir=image_path.parent) as tmp:
-        workdir = Path(tmp)
-        labels_full = np.empty((height, width), np.uint8) if mask_suffix == ".png" else None
-        with open(workdir / "labels.raw", "wb") as labels_raw:
-
-            def rgb_strips() -> Iterator[np.ndarray]:
-                """Rendered strips, with their labels kept aside for the mask."""
-                top = 0
-                for rgb, lab in _render_strips(scene, block):
-                    if labels_full is not None:
-                        labels_full[top : top + lab.shape[0]] = lab
-                    elif mask_path is not None:
-                        labels_raw.write(lab.tobytes())
-                    top += lab.shape[0]
-                    yield rgb
-
-            strips = rgb_strips()
-            if in_memory:
-                rgb = np.empty((height, width, 3), np.uint8)
-                for top, strip in zip(range(0, height, block), strips):
-                    rgb[top : top + strip.shape[0]] = strip
-                _write_flat(image_path, rgb)
-            else:
-                _write_pyramid(
-                    image_path,
-                    strips,
-                    level_shapes((height, width)) if pyramid else [(height, width)],
-                    compression,
-                    workdir,
-                )
-        if labels_full is not None:
-            write_label(mask_path, labels_full, color=True)
-        elif mask_path is not None:
-            strips = _raw_strips(workdir / "labels.raw", (height, width), TIFF_TILE)
-            with atomic_write(mask_path) as f, tifffile.TiffWriter(f, bigtiff=pixels > 2**31) as tw:
-                tw.write(
-                    _tiles(strips),
-                    shape=(height, width),
-                    dtype=np.uint8,
-                    tile=(TIFF_TILE, TIFF_TILE),
-                    photometric="minisblack",
-                    compression="zlib",
-                )
-    log.info(
-        "wrote a %d x %d synthetic scene (seed %d) to %s in %.1f s",
-        height,
-        width,
-        seed,
-        image_path,
-        time.perf_counter() - start,
-    )
-
-
-def _write_flat(path: Path, rgb: np.ndarray) -> None:
-    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
-    options = {"quality": 92} if fmt == "JPEG" else {}
-    try:
-        with atomic_write(path) as f:
-            Image.fromarray(rgb).save(f, format=fmt, **options)
-    except (OSError, ValueError) as exc:  # e.g. JPEG's 65500 px limit
-        raise GLNetError(f"cannot write {path}: {exc}") from exc
-
-
-def _write_pyramid(
-    path: Path, strips: Iterator[np.ndarray], shapes: list[tuple[int, int]], compression: str, workdir: Path
-) -> None:
-    """Write level 0 from ``strips``, then each level from the raw file the level above left behind."""
-    h, w = shapes[0]
-    options = {
-        "tile": (TIFF_TILE, TIFF_TILE),
-        "dtype": np.uint8,
-        "photometric": "rgb",
-        "compression": compression,
-    }
-    try:
-        with atomic_write(path) as f, tifffile.TiffWriter(f, bigtiff=h * w * 3 > 2**31) as tw:
-            for level, shape in enumerate(shapes):
-                last = level + 1 == len(shapes)
-                with open(workdir / f"level{level + 1}.raw", "wb") as sink:
-                    on_strip = None if last else (lambda s, sink=sink: sink.write(halve(s).tobytes()))
-                    if level > 0:
-                        strips = _raw_strips(workdir / f"level{level}.raw", (*shape, 3), 2 * TIFF_TILE)
-                    extra = {"subifds": len(shapes) - 1} if level == 0 else {"subfiletype": 1}
-                    tw.write(_tiles(strips, on_strip), shape=(*shape, 3), **options, **extra)
-                if level > 0:
-                    (workdir / f"level{level}.raw").unlink()
-    except (ValueError, KeyError) as exc:  # e.g. an unknown codec name
-        raise GLNetError(f"cannot write {path}: {exc}") from exc

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,44 +34,14 @@ from glnet.errors import GLNetError
 from glnet.geometry import Region, clip
 from glnet.inference.coarse import CoarseToFine, as_coarse_to_fine
 from glnet.inference.coarse import nearest_index as _nearest_index
-from glnet.inference.grid import PatchGrid
+from glnet.inference.grid import PatchGrid, logit_size
+from glnet.inference.results import PatchResults, Progress, Segmentation, label_dtype
 from glnet.model import EnsembleHead, GLNet, GlobalContext
 from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
 from glnet.runtime import autocast, resolve_device, return_freed_memory_promptly, warn_slow_precision
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Reported after each unit of work; ``done``/``total`` count patches."""
-
-    stage: str  # "global", "local", "refine"
-    done: int
-    total: int
-
-
-@dataclass
-class Segmentation:
-    """A region's result: mean logits over overlapping patches and labels."""
-
-    region: Region
-    logits: (
-        np.ndarray
-    )  # float32 (C, h, w) mean over patches; mode global: the whole image's (C, size_g/4, size_g/4) global logits
-    labels: np.ndarray  # uint8 (h, w) class indices at full resolution
-    patches_skipped: int = 0  # coarse-to-fine: patches over the region that took the global prediction
-
-
-def _logit_size(patch: int) -> int:
-    """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
-    after_conv = -(-patch // 2)
-    return -(-after_conv // 2)
-
-
-def _label_dtype(num_classes: int) -> type:
-    return np.uint8 if num_classes <= 256 else np.uint16
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -82,59 +51,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         raise GLNetError(f"expected 8-bit RGB pixels, got {image.dtype}")
     return image
-
-
-@dataclass
-class PatchResults:
-    """Per-patch 1/4-scale logits of an image and how they compose into a
-    full-resolution result: nearest upsampling to the patch, mean where
-    patches overlap, argmax of the sum (the reference's arithmetic).
-
-    Plain arrays only, so it pickles (dask workers return it) and saves."""
-
-    size: tuple[int, int]  # image height, width (unpadded)
-    origins: list[tuple[int, int]]  # top-left of each patch
-    patch: tuple[int, int]  # patch height, width (global mode: the padded image)
-    logits: np.ndarray  # float32 (n, C, h, w), one per origin
-    skipped: np.ndarray | None = None  # bool (n,): coarse-to-fine filled these from the global prediction
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[1]
-
-    def covers(self, region: Region) -> bool:
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        covered = np.zeros((bottom - top, right - left), bool)
-        for t, l in self.origins:
-            y0, y1, x0, x1 = max(t, top), min(t + ph, bottom), max(l, left), min(l + pw, right)
-            if y0 < y1 and x0 < x1:
-                covered[y0 - top : y1 - top, x0 - left : x1 - left] = True
-        return bool(covered.all())
-
-    def result(self, region: Region) -> Segmentation:
-        top, left, bottom, right = region
-        ph, pw = self.patch
-        rows_of = _nearest_index(self.logits.shape[2], ph)
-        cols_of = _nearest_index(self.logits.shape[3], pw)
-        canvas = np.zeros((self.num_classes, bottom - top, right - left), np.float32)
-        count = np.zeros((bottom - top, right - left), np.float32)
-        skipped = np.zeros(len(self.origins), bool) if self.skipped is None else self.skipped
-        n_skipped = 0
-        for (t, l), logits, skip in zip(self.origins, self.logits, skipped):
-            y0, y1 = max(t, top), min(t + ph, bottom)
-            x0, x1 = max(l, left), min(l + pw, right)
-            if y0 >= y1 or x0 >= x1:
-                continue
-            n_skipped += int(skip)
-            up = logits[:, rows_of[y0 - t : y1 - t]][:, :, cols_of[x0 - l : x1 - l]]
-            canvas[:, y0 - top : y1 - top, x0 - left : x1 - left] += up
-            count[y0 - top : y1 - top, x0 - left : x1 - left] += 1
-        if not count.all():
-            raise GLNetError(f"region {region} is not covered by the computed patches")
-        labels = canvas.argmax(0).astype(_label_dtype(self.num_classes))  # argmax of the sum, as the reference
-        canvas /= count
-        return Segmentation(region, canvas, labels, n_skipped)
 
 
 class Segmenter:
@@ -195,12 +111,25 @@ class Segmenter:
             coarse_to_fine=self.coarse_to_fine,
         )
 
+    @property
+    def global_net(self) -> GLNet:
+        """The model whose global branch gives an image its context: local2global's fixed one, else the model."""
+        return self.global_model if self.global_model is not None and self.mode == "local2global" else self.model
+
+    @property
+    def ensemble(self) -> EnsembleHead:
+        """The fused ensemble head (modes global2local and local2global)."""
+        if self.head is None:
+            raise GLNetError("mode global has no local branch")
+        return self.head
+
     def _place(self, model: GLNet) -> GLNet:
         for name in ("resnet_global", "resnet_local"):
             if hasattr(model, name):
                 fold_batchnorm(getattr(model, name))
         model.inference_only = True
-        return model.eval().to(self.device, memory_format=torch.channels_last)
+        # torch's stubs omit Module.to's memory_format keyword, which it accepts
+        return model.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> scaled float (B, 3, H, W), channels-last."""
@@ -248,13 +177,13 @@ class ImageSession:
     # -- pieces --------------------------------------------------------
     def global_image(self) -> torch.Tensor:
         s = self.seg.size_g
-        small = np.asarray(Image.fromarray(self.image).resize((s, s), Image.BILINEAR))
+        small = np.asarray(Image.fromarray(self.image).resize((s, s), Image.Resampling.BILINEAR))
         return self.seg.to_tensor(small[None])
 
     def _ctx(self) -> GlobalContext:
         if self._context is None:
             seg = self.seg
-            net = seg.global_model if seg.mode == "local2global" else seg.model
+            net = seg.global_net
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._image_g = self.global_image()
                 self._context = net.global_context(self._image_g)
@@ -264,7 +193,7 @@ class ImageSession:
         """(C, h, w) global-branch logits: the fast overview of the whole image."""
         if self._global_logits is None:
             seg = self.seg
-            net = seg.global_model if seg.mode == "local2global" else seg.model
+            net = seg.global_net
             ctx = self._ctx()
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._global_logits = net.global_logits(ctx)[0].float().cpu()
@@ -279,7 +208,7 @@ class ImageSession:
         g = self.global_logits()
         r = _nearest_index(g.shape[1], self.padded_size[0])[np.asarray(rows)]
         c = _nearest_index(g.shape[2], self.padded_size[1])[np.asarray(cols)]
-        return g.argmax(0).numpy().astype(_label_dtype(self.num_classes))[np.ix_(r, c)]
+        return g.argmax(0).numpy().astype(label_dtype(self.num_classes))[np.ix_(r, c)]
 
     def _patches(self, indices: list[int]) -> torch.Tensor:
         p = self.seg.size_p
@@ -299,7 +228,7 @@ class ImageSession:
             self._merger.add(local, origins)
         parts = seg.model.fpn_local.ps3_parts(local, crops)
         del local  # from here on only the four ps2 maps (inside parts) are needed
-        part = seg.head.local_part(parts)
+        part = seg.ensemble.local_part(parts)
         if seg.mode == "global2local":
             part = part + self._global_part(ctx, origins, part)
         for i, logits in zip(indices, part.float().cpu()):
@@ -307,7 +236,7 @@ class ImageSession:
 
     def _global_part(self, ctx: GlobalContext, origins, like: torch.Tensor) -> torch.Tensor:
         ps3_crop = crop(ctx.ps3, self.padded_size, origins, self.seg.size_p)
-        return self.seg.head.global_part(ps3_crop, tuple(like.shape[-2:]))
+        return self.seg.ensemble.global_part(ps3_crop, tuple(like.shape[-2:]))
 
     # -- coarse-to-fine ------------------------------------------------
     def fine_patches(self) -> list[int]:
@@ -344,7 +273,7 @@ class ImageSession:
         logits nearest-sampled at the full-resolution pixels the patch's
         logit cells stand for (the global-mode upsampling)."""
         g = self.global_logits()
-        p, q = self.seg.size_p, _logit_size(self.seg.size_p)
+        p, q = self.seg.size_p, logit_size(self.seg.size_p)
         t, l = self.origins[i]
         cell = _nearest_index(q, p)  # patch pixel -> the logit cell it shows
         bounds = np.searchsorted(cell, np.arange(q + 1))  # each cell's first pixel, and p
@@ -381,6 +310,8 @@ class ImageSession:
                 self._local_batch(batch, ctx)
             yield Progress("local", start + len(batch), total)
         if seg.mode == "local2global" and self._refined is None and fine:
+            if self._merger is None:  # _local_batch makes it with the first patch
+                raise RuntimeError("local2global: the local maps were not merged")
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._refined = seg.model.refine_global(self._image_g, self._merger.result())
             self._merger = None  # the merged maps are not needed any more
@@ -391,6 +322,8 @@ class ImageSession:
             return self._skipped_logits(i)
         part = self._local_part[i]
         if self.seg.mode == "local2global":
+            if self._refined is None:  # result() checks _done first
+                raise RuntimeError("local2global: the refined global pass has not run")
             with torch.inference_mode(), autocast(self.seg.device, self.seg.precision):
                 g = self._global_part(self._refined, [self.origins[i]], part[None])
             part = part + g[0].float().cpu()

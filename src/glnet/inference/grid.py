@@ -17,6 +17,12 @@ import numpy as np
 MIN_OVERLAP = 50
 
 
+def logit_size(patch: int) -> int:
+    """Side of a patch's logits: the ResNet stem's stride-2 conv and stride-2 max-pool, each ceil(n / 2)."""
+    after_conv = -(-patch // 2)
+    return -(-after_conv // 2)
+
+
 def axis_origins(length: int, patch: int) -> list[int]:
     if length < patch:
         raise ValueError(f"axis of {length} px is shorter than the {patch} px patch")

@@ -26,8 +26,9 @@ from functools import cached_property
 import numpy as np
 
 from glnet.errors import GLNetError
-from glnet.geometry import Region, clip, intersect, shift
-from glnet.inference.engine import ImageSession, PatchResults, Progress, Segmentation, Segmenter
+from glnet.geometry import Region, clip, overlap, shift
+from glnet.inference.engine import ImageSession, Segmenter
+from glnet.inference.results import PatchResults, Progress, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class SceneSession:
             if i in self.finished:
                 continue
             t, l, _, _ = self.grid.boxes[i]
-            sub = shift(intersect(box, self.grid.boxes[i]), -t, -l)
+            sub = shift(overlap(box, self.grid.boxes[i]), -t, -l)
             session = self._session(i)
             for p in session.run(sub):
                 yield i, p
@@ -236,7 +237,7 @@ class SceneSession:
         parts = {}
         for i in self.grid.covering(box):
             t, l, _, _ = self.grid.boxes[i]
-            sub = intersect(box, self.grid.boxes[i])
+            sub = overlap(box, self.grid.boxes[i])
             local = shift(sub, -t, -l)
             if i in self.finished:
                 seg = self.finished[i].result(local)

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from glnet.checkpoint import GLNetCheckpoint, load_checkpoint
 from glnet.constants import Mode, Precision
@@ -62,9 +63,9 @@ class ModelSpec:
         if self.batch_size < 1:
             raise GLNetError(f"batch size must be at least 1, got {self.batch_size}")
 
-    def replace(self, **changes: object) -> ModelSpec:
+    def replace(self, **changes: Any) -> ModelSpec:
         """This spec with some settings changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     def checkpoint(self) -> GLNetCheckpoint:
         """Load the checkpoint file (one read, ours or the authors')."""

@@ -29,8 +29,9 @@ import numpy as np
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
-from glnet.geometry import Region, intersect, shift
-from glnet.inference.engine import PatchResults, Segmentation, Segmenter
+from glnet.geometry import Region, overlap, shift
+from glnet.inference.engine import Segmenter
+from glnet.inference.results import PatchResults, Segmentation
 from glnet.inference.scenes import SceneGrid, SceneSession, blend
 from glnet.inference.spec import ModelSpec
 from glnet.store.confidence import ConfidenceMap, confidence_from_logits
@@ -86,6 +87,10 @@ def _blocks(shape: tuple[int, int], block: int) -> list[Region]:
     return [(t, l, min(t + block, h), min(l + block, w)) for t in range(0, h, block) for l in range(0, w, block)]
 
 
+def _pair(values: np.ndarray) -> tuple[int, int]:
+    return int(values[0]), int(values[1])
+
+
 class _SceneFiles:
     """Finished scenes saved in the output store (the resume record), with a
     small in-memory cache."""
@@ -104,10 +109,11 @@ class _SceneFiles:
 
     def save(self, index: int, result: PatchResults) -> None:
         with atomic_write(self._path(index)) as f:
-            extra = {} if result.skipped is None else {"skipped": result.skipped}
-            np.savez(
-                f, size=result.size, origins=np.array(result.origins), patch=result.patch, logits=result.logits, **extra
-            )
+            arrays: dict[str, Any] = {"size": result.size, "origins": np.array(result.origins)}
+            arrays |= {"patch": result.patch, "logits": result.logits}
+            if result.skipped is not None:
+                arrays["skipped"] = result.skipped
+            np.savez(f, **arrays)
         self._remember(index, result)
 
     def load(self, index: int) -> PatchResults:
@@ -116,9 +122,9 @@ class _SceneFiles:
             return self._cache[index]
         with np.load(self._path(index)) as z:
             result = PatchResults(
-                tuple(int(v) for v in z["size"]),
-                [tuple(int(v) for v in o) for o in z["origins"]],
-                tuple(int(v) for v in z["patch"]),
+                _pair(z["size"]),
+                [_pair(o) for o in z["origins"]],
+                _pair(z["patch"]),
                 z["logits"],
                 z["skipped"] if "skipped" in z.files else None,
             )
@@ -139,7 +145,7 @@ def _block_result(grid: SceneGrid, scenes: _SceneFiles, block: Region) -> Segmen
     parts = {}
     for i in grid.covering(block):
         t, l, _, _ = grid.boxes[i]
-        sub = intersect(block, grid.boxes[i])
+        sub = overlap(block, grid.boxes[i])
         seg = scenes.load(i).result(shift(sub, -t, -l))
         parts[i] = Segmentation(sub, seg.logits, seg.labels, seg.patches_skipped)
     return blend(grid, block, parts)

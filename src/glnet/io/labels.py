@@ -122,7 +122,7 @@ def _read_png(path: Path) -> np.ndarray:
         img.load()
         if img.mode in ("P", "PA"):
             # Palette indices are arbitrary; the colours are what the author meant.
-            img = img.convert("RGB")
+            return np.asarray(img.convert("RGB"))
         return np.asarray(img)
 
 

@@ -101,7 +101,7 @@ def to_rgb8(x: da.Array, source, channel_axis: int | str | None = "auto") -> da.
     if x.dtype == np.uint8 and x.shape[2] == 3 and x.numblocks[2] == 1:
         return x
     x = x.rechunk({2: -1})
-    return x.map_blocks(_rgb8_block, dtype=np.uint8, chunks=(*x.chunks[:2], (3,)))
+    return da.map_blocks(_rgb8_block, x, dtype=np.uint8, chunks=(*x.chunks[:2], (3,)))
 
 
 # -- lazy levels ---------------------------------------------------------------
@@ -125,7 +125,7 @@ def lazy_levels(level0: da.Array, overview: int = OVERVIEW_SIDE) -> list[da.Arra
     for _ in level_shapes(level0.shape[:2], overview)[1:]:
         x = _even_chunks(x)
         half = tuple(tuple(-(-c // 2) for c in x.chunks[ax]) for ax in (0, 1))
-        x = x.map_blocks(halve, dtype=np.uint8, chunks=(*half, x.chunks[2]))
+        x = da.map_blocks(halve, x, dtype=np.uint8, chunks=(*half, x.chunks[2]))
         regroup = {ax: DASK_CHUNK for ax in (0, 1) if len(half[ax]) > 1 and max(half[ax]) < DASK_CHUNK // 2}
         if regroup:  # keep chunks screen-sized rather than ever smaller
             x = x.rechunk(regroup)

@@ -24,6 +24,16 @@ def multiscales(attrs) -> dict | None:
     return ms[0]
 
 
+def _array(group, key: str):
+    """The array ``key`` of a zarr group (a multiscales dataset)."""
+    import zarr
+
+    node = group[key]
+    if not isinstance(node, zarr.Array):
+        raise GLNetError(f"{key!r} in the multiscales metadata is not an array")
+    return node
+
+
 def _axis_names(ms: dict, ndim: int) -> list[str]:
     axes = ms.get("axes")
     if axes is None:  # NGFF 0.1/0.2: always tczyx
@@ -36,7 +46,7 @@ def _ome_level(arr, names: list[str], source) -> da.Array:
     if "y" not in names or "x" not in names or len(names) != x.ndim:
         raise GLNetError(f"{source}: OME-Zarr axes {names} do not match an image of shape {x.shape}")
     channel = "c" if "c" in names else None
-    index = []
+    index: list[slice | int] = []
     for name, n in zip(names, x.shape):
         if name in ("y", "x", channel):
             index.append(slice(None))
@@ -84,7 +94,7 @@ def open_zarr(path: Path) -> ImagePyramid:
             if len(arrays) != 1:
                 raise GLNetError(f"{path}: a zarr group with {len(arrays)} arrays and no OME multiscales metadata")
             return ImagePyramid(lazy_levels(to_rgb8(da.from_zarr(arrays[0]), path)), source=str(path))
-        arrays = [node[d["path"]] for d in ms["datasets"]]
+        arrays = [_array(node, d["path"]) for d in ms["datasets"]]
         names = _axis_names(ms, arrays[0].ndim)
         levels = [_ome_level(a, names, path) for a in arrays]
         pixel_size, unit = _ome_pixel_size(ms, names)

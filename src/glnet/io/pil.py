@@ -39,8 +39,9 @@ def _pil_decode(path: Path) -> np.ndarray:
             with Image.open(path) as im:
                 im.load()
                 if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                    im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-                a = np.asarray(im)
+                    a = np.asarray(im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
+                else:
+                    a = np.asarray(im)
     except Exception as e:  # PIL raises many types for truncated/corrupt files
         raise read_error(path, "cannot decode image (corrupt or truncated?)", e) from None
     finally:

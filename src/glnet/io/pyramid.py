@@ -113,11 +113,14 @@ def _band_rows(image, chunk: int) -> int:
 def _prefetched(read: Callable[[int, int], np.ndarray], spans: list[tuple[int, int]]) -> Iterator:
     """(r0, read(r0, r1)) for each span, reading the next band in a thread
     while the caller compresses and writes this one (two bands in memory)."""
+    if not spans:
+        return
     with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(read, *spans[0]) if spans else None
+        nxt = pool.submit(read, *spans[0])
         for k, (r0, _) in enumerate(spans):
             band = nxt.result()
-            nxt = pool.submit(read, *spans[k + 1]) if k + 1 < len(spans) else None
+            if k + 1 < len(spans):
+                nxt = pool.submit(read, *spans[k + 1])
             yield r0, band
 
 

@@ -35,8 +35,9 @@ def _tiff_pixel_size(tif, page) -> tuple[tuple[float, float] | None, str | None]
 
         try:
             for el in ET.fromstring(tif.ome_metadata).iter():
-                if el.tag.rsplit("}", 1)[-1] == "Pixels" and el.get("PhysicalSizeX"):
-                    sx, sy = float(el.get("PhysicalSizeX")), float(el.get("PhysicalSizeY", el.get("PhysicalSizeX")))
+                size_x = el.get("PhysicalSizeX")
+                if el.tag.rsplit("}", 1)[-1] == "Pixels" and size_x:
+                    sx, sy = float(size_x), float(el.get("PhysicalSizeY", size_x))
                     return (sy, sx), _UNITS.get(el.get("PhysicalSizeXUnit", "µm"))
         except (ET.ParseError, ValueError):
             log.warning("ignoring unreadable OME metadata in %s", tif.filehandle.path)
@@ -73,15 +74,18 @@ def _tiff_level(tif, series, i: int) -> tuple[da.Array, tuple[int, ...]]:
     import zarr
 
     try:  # uncompressed, contiguous: the OS reads any region of a memory map
-        a = tifffile.memmap(tif.filehandle.path, series=0, level=i, mode="r")
-        native = (1,) * a.ndim  # any region is cheap to read
+        mapped = tifffile.memmap(tif.filehandle.path, series=0, level=i, mode="r")
     except (ValueError, OSError):
-        a = zarr.open(series.aszarr(level=i), mode="r")
-        native = a.chunks
-    chunks = tuple(n if n <= 4 else min(n, c * max(1, round(DASK_CHUNK / c))) for n, c in zip(a.shape, native))
-    if isinstance(a, np.ndarray):
-        return da.from_array(a, chunks=chunks, asarray=False, lock=False), tuple(native)
-    return da.from_zarr(a, chunks=chunks), tuple(native)
+        stored = zarr.open_array(series.aszarr(level=i), mode="r")
+        native = tuple(stored.chunks)
+        return da.from_zarr(stored, chunks=_dask_chunks(stored.shape, native)), native
+    native = (1,) * mapped.ndim  # any region is cheap to read
+    return da.from_array(mapped, chunks=_dask_chunks(mapped.shape, native), asarray=False, lock=False), native
+
+
+def _dask_chunks(shape: tuple[int, ...], native: tuple[int, ...]) -> tuple[int, ...]:
+    """A few native tiles/strips per dask chunk, about DASK_CHUNK px a side."""
+    return tuple(n if n <= 4 else min(n, c * max(1, round(DASK_CHUNK / c))) for n, c in zip(shape, native))
 
 
 def open_tiff(path: Path, cache_dir, flat_limit: int, progress) -> ImagePyramid:

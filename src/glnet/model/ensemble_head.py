@@ -42,6 +42,8 @@ class EnsembleHead:
         smooth, ens = model.fpn_local.smooth, model.ensemble_conv
         m = smooth.out_channels
         dtype = smooth.weight.dtype
+        if smooth.bias is None or ens.bias is None:
+            raise ValueError("GLNet's smooth and ensemble convs have biases")
         with torch.no_grad():
             self.w1, self.b1 = smooth.weight.detach(), smooth.bias.detach()
             self.w2 = ens.weight.detach()[:, :m]
@@ -55,7 +57,7 @@ class EnsembleHead:
         out = conv_over_concat(self.w_comp, self.b_comp, parts, padding=2)
         return out - self._border_correction(parts, out.dtype)
 
-    def global_part(self, ps3_crop: Tensor, size: tuple[int, int]) -> Tensor:
+    def global_part(self, ps3_crop: Tensor, size: tuple[int, ...]) -> Tensor:
         return conv_of_upsampled(ps3_crop, self.w2_global.to(ps3_crop.dtype), (size,))
 
     def _border_correction(self, parts: list[Part], dtype: torch.dtype) -> Tensor:

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from glnet.model.upsampled_conv import Part, Upsampled, conv_over_concat, materialize
 
 
-def _up(x: Tensor, like: Tensor) -> Tensor:
+def _up(x: Tensor, like: Part) -> Tensor:
+    if not isinstance(like, Tensor):
+        raise TypeError("a stage resizes to its branch's own map, not to an upsampled part")
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -32,10 +34,10 @@ class Features:
     These are the maps the other branch consumes (G->L crops them, L->G merges
     them), so they travel together as one explicit value."""
 
-    c: tuple[Tensor, Tensor, Tensor, Tensor]  # c2, c3, c4, c5
-    ps0: tuple[Tensor, Tensor, Tensor, Tensor]  # p5, p4, p3, p2
-    ps1: tuple[Tensor, Tensor, Tensor, Tensor]
-    ps2: tuple[Tensor, Tensor, Tensor, Tensor]
+    c: tuple[Tensor, ...]  # c2, c3, c4, c5
+    ps0: tuple[Tensor, ...]  # p5, p4, p3, p2
+    ps1: tuple[Tensor, ...]
+    ps2: tuple[Tensor, ...]
 
     def maps(self) -> list[Tensor]:
         return [*self.c, *self.ps0, *self.ps1, *self.ps2]
@@ -101,7 +103,8 @@ class GlobalFPN(_FPNBase):
         """The layers only the local2global path uses: the ``_ext`` twins and ``smooth``."""
         if not self.with_ext:
             return []
-        return [m for name, m in self.named_children() if name.endswith("_ext") or name == "smooth"]
+        named = self.named_children()
+        return [m for name, m in named if isinstance(m, nn.Conv2d) and (name.endswith("_ext") or name == "smooth")]
 
     def init_ext(self, generator: torch.Generator | None = None) -> None:
         """The authors' random init (normal std 0.01, zero bias) of the
@@ -110,7 +113,8 @@ class GlobalFPN(_FPNBase):
         with torch.no_grad():
             for m in self.ext_layers():
                 m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * 0.01)
-                m.bias.zero_()
+                if m.bias is not None:
+                    m.bias.zero_()
 
     def forward(self, c: tuple[Tensor, ...]) -> tuple[Features, Tensor]:
         """Plain path: the pyramid and ps3 (the upsampled concatenation)."""

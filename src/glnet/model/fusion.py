@@ -20,7 +20,7 @@ Origin = tuple[int, int]
 
 
 def crop_window(
-    map_size: tuple[int, int], image_size: tuple[int, int], origin: Origin, patch_size: int
+    map_size: tuple[int, ...], image_size: tuple[int, int], origin: Origin, patch_size: int
 ) -> tuple[int, int, int, int]:
     """(top, left, h, w) of a patch's window in a global map.
 
@@ -45,7 +45,7 @@ def crop_features(g: Features, image_size: tuple[int, int], origins: list[Origin
     return g.apply(lambda m: crop(m, image_size, origins, patch_size))
 
 
-def coverage(map_size: tuple[int, int], image_size: tuple[int, int], origins: list[Origin], patch_size: int) -> Tensor:
+def coverage(map_size: tuple[int, ...], image_size: tuple[int, int], origins: list[Origin], patch_size: int) -> Tensor:
     """The full-resolution patch-count map, bilinearly resized to the map size.
 
     The count is separable (rows x columns), and so is bilinear resizing, so

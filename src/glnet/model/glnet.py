@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from glnet.model.fpn import Features, GlobalFPN, LocalFPN
 from glnet.model.resnet import resnet
-from glnet.model.upsampled_conv import Upsampled, conv_over_concat
+from glnet.model.upsampled_conv import Part, Upsampled, conv_over_concat
 
 # the layers with one output channel per class (all others are class-agnostic)
 CLASSIFIERS = ("fpn_global.classify", "fpn_local.classify", "ensemble_conv")
@@ -26,7 +26,8 @@ def _init_head_conv(conv: nn.Conv2d) -> nn.Conv2d:
     if conv.weight.is_meta:  # a shell for loaded weights: nothing to initialise
         return conv
     nn.init.normal_(conv.weight, std=0.01)
-    nn.init.zeros_(conv.bias)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
     return conv
 
 
@@ -55,6 +56,8 @@ class GlobalContext:
 
 
 class GLNet(nn.Module):
+    inference_only = False  # a Segmenter folded its BatchNorm: not for training or saving
+
     def __init__(self, config: GLNetConfig, global_only: bool = False):
         super().__init__()
         self.config = config
@@ -70,7 +73,8 @@ class GLNet(nn.Module):
         heads = [self.fpn_global] + ([] if global_only else [self.fpn_local])
         for head in heads:
             for m in head.children():
-                _init_head_conv(m)
+                if isinstance(m, nn.Conv2d):  # every child of a head is
+                    _init_head_conv(m)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Fresh classifier layers (``CLASSIFIERS``) for ``num_classes``, with
@@ -114,7 +118,7 @@ class GLNet(nn.Module):
     def ensemble(self, ps3_local: Tensor, ps3_global_crop: Tensor) -> Tensor:
         """ensemble_conv(cat(local ps3, global ps3 crop resized to it))."""
         size = tuple(ps3_local.shape[-2:])
-        parts = [ps3_local, Upsampled(ps3_global_crop, (size,))]
+        parts: list[Part] = [ps3_local, Upsampled(ps3_global_crop, (size,))]
         return conv_over_concat(self.ensemble_conv.weight, self.ensemble_conv.bias, parts)
 
 

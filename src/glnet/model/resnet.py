@@ -116,7 +116,7 @@ class ResNet(nn.Module):
         return c2, c3, c4, c5
 
 
-_CONFIGS = {
+_CONFIGS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet34": (BasicBlock, [3, 4, 6, 3]),
     "resnet50": (Bottleneck, [3, 4, 6, 3]),

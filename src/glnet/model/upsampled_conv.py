@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Size = tuple[int, int]
+Size = tuple[int, ...]  # (H, W); torch.Size is one
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ def conv_of_upsampled(x: Tensor, weight: Tensor, chain: tuple[Size, ...], out: T
             continue
         for i in range(b):
             flat[i].addmm_(ah, t[i])
+    if out is None:
+        raise ValueError(f"a kernel of size {k}: nothing to convolve")
     return out
 
 
@@ -133,13 +135,15 @@ def conv_over_concat(weight: Tensor, bias: Tensor | None, parts: list[Part], pad
     if start != weight.shape[1]:
         raise ValueError(f"parts have {start} channels, the conv expects {weight.shape[1]}")
     native = [(p.x if isinstance(p, Upsampled) else p, w) for p, w in zip(parts, slices) if not _is_upsampled(p)]
-    folded = [(p, w) for p, w in zip(parts, slices) if _is_upsampled(p)]
-    out = None
+    folded = [(p, w) for p, w in zip(parts, slices) if isinstance(p, Upsampled) and _is_upsampled(p)]
+    out: Tensor | None = None
     for x, w in native:
         y = F.conv2d(x, w, padding=padding)
         out = y.contiguous(memory_format=torch.channels_last) if out is None else out.add_(y)
     for p, w in folded:
         out = conv_of_upsampled(p.x, w, p.chain, out)
+    if out is None:
+        raise ValueError("no parts to convolve")
     if bias is not None:
         out = out.add_(bias.to(out.dtype).view(1, -1, 1, 1))
     return out

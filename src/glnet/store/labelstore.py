@@ -18,6 +18,11 @@ change are saved (with a copy of ``state.json``) before the first chunk is
 touched, and a marker file makes the journal valid. If the process dies before
 the journal is removed, the next :meth:`LabelStore.open` puts the old contents
 back, so a store is never left half-written.
+
+Long because a write is one transaction: the level writes, the journal that
+makes them crash-safe, the undo data and the edit log share the store's
+lock, levels and state file, and each step's order matters to the others;
+split apart, every part would reach into the rest.
 """
 
 from __future__ import annotations
@@ -72,11 +77,15 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
     quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
     wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
     bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
-    best = None
+    best = np.zeros(quads[0].shape, wide)
     for i, q in enumerate(quads):
-        votes = sum((q == other).astype(wide) for j, other in enumerate(quads) if j != i)
-        key = (votes << bits) | (top - q.astype(wide))  # more votes first, then the smaller class
-        best = key if best is None else np.maximum(best, key)
+        votes = np.zeros(q.shape, wide)
+        for j, other in enumerate(quads):
+            if j != i:
+                votes += q == other
+        rank: np.ndarray = top - q.astype(wide)  # the smaller class ranks higher
+        key = (votes << bits) | rank  # more votes first, then the smaller class
+        best = np.maximum(best, key)
     return (top - (best & top)).astype(labels.dtype)
 
 
@@ -96,7 +105,7 @@ def _write_json(path: Path, data: Any) -> None:
         f.write(json.dumps(data, indent=1).encode())
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
 
@@ -116,7 +125,7 @@ def _changes(old: np.ndarray, new: np.ndarray, n_classes: int) -> dict[str, int]
     diff = old != new
     code = old[diff].astype(np.int64) * n_classes + new[diff]
     values, counts = np.unique(code, return_counts=True)
-    return {f"{v // n_classes}->{v % n_classes}": int(c) for v, c in zip(values.tolist(), counts.tolist())}
+    return {f"{int(v) // n_classes}->{int(v) % n_classes}": int(c) for v, c in zip(values, counts)}
 
 
 # -- the store -----------------------------------------------------------------
@@ -135,10 +144,11 @@ class LabelStore:
         self._group = group
         self._mode = mode
         self._lock = threading.RLock()
-        self._levels = [group[d["path"]] for d in _datasets(group)]
+        self._levels = [_array(group, d["path"]) for d in _datasets(group)]
         state = self._load_state()
         self.classes = ClassTable.from_list(state["classes"])
-        self.shape: tuple[int, int] = tuple(self._levels[0].shape)  # type: ignore[assignment]
+        h, w = self._levels[0].shape
+        self.shape = (int(h), int(w))
         self.chunk = int(self._levels[0].chunks[0])
 
     # -- creating and opening ---------------------------------------------------
@@ -223,7 +233,10 @@ class LabelStore:
             raise GLNetError(f"label store not found: {path}")
         try:
             labels = zarr.open_group(path / "labels", mode="r" if mode == "r" else "r+")
-            names = list(labels.attrs.get("ome", labels.attrs).get("labels", []))
+            attrs = labels.attrs.asdict()
+            ome = attrs.get("ome")
+            listed = (ome if isinstance(ome, dict) else attrs).get("labels", [])
+            names = [str(n) for n in listed] if isinstance(listed, list) else []
         except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
             raise GLNetError(f"{path} is not a label store (no OME-Zarr labels group): {exc}") from None
         if not names:
@@ -236,6 +249,8 @@ class LabelStore:
             raise GLNetError(f"{path} is not a glnet label store (no .glnet/{name}/state.json)")
         try:
             group = labels[name]
+            if not isinstance(group, zarr.Group):
+                raise GLNetError("it is an array, not a group")
             _datasets(group)
         except (KeyError, GLNetError) as exc:
             raise GLNetError(f"{path}: label image {name!r} has no multiscales metadata ({exc})") from None
@@ -268,11 +283,11 @@ class LabelStore:
 
     def reviewed_regions(self) -> list[Region]:
         """Regions someone marked as checked (ready for training)."""
-        return [tuple(e["region"]) for e in self._load_state()["reviewed"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["reviewed"]]
 
     def corrected_regions(self) -> list[Region]:
         """Regions of the recorded edits (where the model was corrected)."""
-        return [tuple(e["region"]) for e in self._load_state()["edits"]]  # type: ignore[misc]
+        return [as_region(e["region"]) for e in self._load_state()["edits"]]
 
     # -- writing ------------------------------------------------------------------
     def write(
@@ -337,7 +352,7 @@ class LabelStore:
                 )
             with np.load(undo_file) as z:
                 old = z["labels"]
-            region: Region = tuple(entry["region"])  # type: ignore[assignment]
+            region = as_region(entry["region"])
             around, current = self._read_around(region)
             self._transaction(region, old, around, current, undo=entry)
             log.info("undid edit %s in %s", entry["id"], entry["region"])
@@ -488,6 +503,13 @@ class LabelStore:
         for f in (self._dir / "undo").glob("*.npz"):  # undo data of an edit that never committed
             if f.name not in known:
                 f.unlink()
+
+
+def _array(group: zarr.Group, key: str) -> zarr.Array:
+    node = group[key]
+    if not isinstance(node, zarr.Array):
+        raise GLNetError(f"level {key!r} of {group.name} is not an array")
+    return node
 
 
 def _datasets(group: zarr.Group) -> list[dict]:

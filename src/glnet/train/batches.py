@@ -145,7 +145,7 @@ def prepare(
     if pad_h or pad_w:
         image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
         labels = np.pad(labels, ((0, pad_h), (0, pad_w)), mode="symmetric")
-    small = np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.BILINEAR))
+    small = np.asarray(Image.fromarray(image).resize((size_g, size_g), Image.Resampling.BILINEAR))
     q = size_g // 4
     labels_g = torch.from_numpy(quarter_labels(labels, (q, q))[None]).to(device)
     origins = PatchGrid(image.shape[0], image.shape[1], size_p).origins

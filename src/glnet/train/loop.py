@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ def validate(
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -228,7 +229,8 @@ def train(
     model = ckpt.model.to(device)
     global_model = ckpt.global_model.to(device) if ckpt.global_model is not None else None
     set_train_mode(model, config.mode)
-    optimizer = _optimizer(model, config.mode, config.lr)
+    lr = config.lr if config.lr is not None else DEFAULT_LR[config.mode]  # _checked filled it in
+    optimizer = _optimizer(model, config.mode, lr)
     steps_per_epoch = -(-len(train_data) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(config.epochs * steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == Precision.FP16 and device.type == "cuda")

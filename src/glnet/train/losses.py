@@ -51,7 +51,7 @@ def quarter_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Labels resized with PIL NEAREST to ``size`` (h, w), the reference's
     way of matching the FPN's 1/4-scale logits."""
     img = Image.fromarray(np.ascontiguousarray(labels).astype(np.int32))
-    return np.asarray(img.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
+    return np.asarray(img.resize((size[1], size[0]), Image.Resampling.NEAREST)).astype(np.int64)
 
 
 __all__ = [

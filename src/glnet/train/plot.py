@@ -23,6 +23,8 @@ def _read_rows(log_path: Path) -> list[dict[str, str]]:
 
 
 def _number(text: str | None) -> float:
+    if text is None:
+        return math.nan
     try:
         return float(text)
     except (TypeError, ValueError):
@@ -36,6 +38,7 @@ def write_plot(log_path: Path, png_path: Path) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         log.warning("matplotlib is not installed: no %s", png_path.name)
         return
@@ -56,7 +59,9 @@ def write_plot(log_path: Path, png_path: Path) -> None:
         ax2.plot(epochs, miou, "s-", color="tab:orange", label="validation mIoU")
         ax2.set_ylabel("validation mIoU", color="tab:orange")
         ax2.tick_params(axis="y", labelcolor="tab:orange")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # matplotlib's default AutoLocator is one
+        locator.set_params(integer=True)
     ax.grid(alpha=0.3)
     try:
         with atomic_write(png_path) as f:

@@ -54,6 +54,8 @@ def data_classes(config: TrainConfig) -> ClassTable | None:
 def load_source(config: TrainConfig) -> GLNetCheckpoint:
     """``config.init_from``, checked against what the stage can start from."""
     path = config.init_from
+    if path is None:
+        raise GLNetError(f"{config.mode} training starts from a checkpoint: pass --from")
     authors_l2g = config.init_mode == Mode.LOCAL2GLOBAL
     src = load_checkpoint(path, mode=config.init_mode, global_path=config.global_from if authors_l2g else None)
     allowed = tuple(Mode) if config.finetune else RECIPE_SOURCES[config.mode]
@@ -82,7 +84,7 @@ def _global_branch(src: GLNetCheckpoint) -> GLNet:
     """The plain global branch of any checkpoint, as a global-only model."""
     if src.mode == Mode.GLOBAL:
         return src.model
-    donor = src.global_model if src.mode == Mode.LOCAL2GLOBAL else src.model
+    donor = src.global_model if src.mode == Mode.LOCAL2GLOBAL and src.global_model is not None else src.model
     model = GLNet(donor.config, global_only=True)
     _copy_parts(model, donor, GLOBAL_PARTS, Path(src.source))
     return model
@@ -100,9 +102,16 @@ def _fixed_global(config: TrainConfig, src: GLNetCheckpoint) -> GLNet:
     return _global_branch(src)
 
 
+def _fixed_of(src: GLNetCheckpoint) -> GLNet:
+    """A local2global checkpoint's fixed global model (every such checkpoint has one)."""
+    if src.global_model is None:
+        raise GLNetError(f"{src.source}: a local2global checkpoint without its fixed global model")
+    return src.global_model
+
+
 def _stage_models(config: TrainConfig, src: GLNetCheckpoint) -> tuple[GLNet, GLNet | None]:
     """(model, fixed global model or None) for ``config.mode`` from ``src``."""
-    where = Path(config.init_from)
+    where = Path(src.source)  # the --from file
     if config.mode == Mode.GLOBAL:
         return _global_branch(src), None
     if config.mode == Mode.GLOBAL2LOCAL:
@@ -113,7 +122,7 @@ def _stage_models(config: TrainConfig, src: GLNetCheckpoint) -> tuple[GLNet, GLN
             _copy_parts(model, src.model, GLOBAL_PARTS, where)
             return model, None
         model = src.model  # local2global: back to its fixed global model as the (frozen) global branch
-        _copy_parts(model, src.global_model, GLOBAL_PARTS, where)
+        _copy_parts(model, _fixed_of(src), GLOBAL_PARTS, where)
         return model, None
     fixed = _fixed_global(config, src)
     if src.mode == Mode.GLOBAL2LOCAL:

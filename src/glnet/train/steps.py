@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ from glnet.train.losses import FM_REG_WEIGHT, fm_regularisation, focal_loss
 GLOBAL_PARTS = ("resnet_global", "fpn_global")
 LOCAL_PARTS = ("resnet_local", "fpn_local")
 Backward = Callable[[Tensor, bool], None]  # (loss, retain_graph)
+M = TypeVar("M", bound=nn.Module)
 
 
 def trained_parts(mode: Mode) -> tuple[str, ...]:
@@ -158,9 +160,8 @@ def local2global_step(
     """Stage 3: focal loss of the refined global logits (whole batch), then
     per patch sub-batch focal(ensemble of the stored local ps3 with the crop
     of the refined global ps3).  No MSE term."""
-    merged, ps3s, images = zip(
-        *(_collect_local(model, global_model, im, sub_batch_size, precision, coarse_to_fine) for im in images)
-    )
+    collected = [_collect_local(model, global_model, im, sub_batch_size, precision, coarse_to_fine) for im in images]
+    merged, ps3s, images = [c[0] for c in collected], [c[1] for c in collected], [c[2] for c in collected]
     device = images[0].image_g.device
     image_g = torch.cat([im.image_g for im in images])
     batch = Features.from_maps([torch.cat(maps) for maps in zip(*(m.maps() for m in merged))])
@@ -207,7 +208,7 @@ def train_step(
     return local2global_step(model, global_model, images, sub_batch_size, precision, backward, coarse_to_fine)
 
 
-def freeze(model: nn.Module) -> nn.Module:
+def freeze(model: M) -> M:
     """Eval mode and no gradients: for the fixed global model of local2global."""
     return model.eval().requires_grad_(False)
 
