@@ -22,6 +22,7 @@ What it listens to:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -79,6 +80,7 @@ RESERVED_KEYS = {
 }
 GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
+STATUS_EVERY_S = 0.5  # the status line follows patch batches at most this often (each tile written: always)
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
 
 
@@ -92,6 +94,7 @@ class _Tally:
     done: int = 0  # tiles finished, written or reused
     ended: bool = False  # the worker returned (rather than being stopped)
     cancelled: bool = False  # the user pressed Cancel
+    said: float = 0.0  # time.monotonic() of the last status line
 
 
 # -- the controller -----------------------------------------------------------------
@@ -403,7 +406,10 @@ class ViewController:
             tally.reused += item.reused
             tally.written += item.written is not None
         self.progress.emit(tally.done, tally.total)
-        if not tally.ended:
+        now = time.monotonic()
+        if not tally.ended and (item.written is not None or now - tally.said >= STATUS_EVERY_S):
+            # every repaint of the window costs the GUI thread (software OpenGL: the CPUs the model needs)
+            tally.said = now
             self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
         if item.written is not None:
             self.refresh_labels()
@@ -484,11 +490,17 @@ class ViewController:
             self.busy.emit(False)
 
     # -- layers (main thread only) -------------------------------------------------------
-    def _make_layers(self) -> None:
+    def _make_layers(self, start: int = 0) -> None:
         """Show the session's overview and store, reusing our layers where they
         fit (removing a napari layer triggers a full gc.collect: seconds in a
-        process holding a model)."""
+        process holding a model).  Making a napari layer costs the GUI thread
+        0.3-0.5 s, so a layer made is drawn before the next is made (the
+        overview first): two shorter freezes instead of one long one."""
+        from qtpy.QtCore import QTimer
+
         session = self.session
+        if session is None:
+            return
         colormap = label_colormap(session.classes)
         features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
         metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
@@ -503,8 +515,11 @@ class ViewController:
             ),
             (LABELS_NAME, _layer_data(levels), len(levels) > 1, self._placement),
         ]
-        for name, data, multiscale, place in shown:
+        for k, (name, data, multiscale, place) in enumerate(shown):
+            if k < start:
+                continue
             layer = self._reusable(name, multiscale)
+            made = layer is None
             if layer is None:
                 layer = self.viewer.add_labels(
                     data,
@@ -521,6 +536,10 @@ class ViewController:
                 layer.scale, layer.translate = place["scale"], place["translate"]
             layer.editable = False  # views of the store and of the model: corrections go through the review layer
             layer.visible = True
+            if made and k + 1 < len(shown):
+                self._restack()
+                QTimer.singleShot(0, lambda nxt=k + 1: self.session is session and self._make_layers(nxt))
+                return
         self._restack()
         self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()

@@ -180,6 +180,7 @@ def load_job(runner: Runner, preload: Preload) -> Iterator[Any]:
     try:
         set_threads(preload.threads)
         seg, loaded = runner.segmenter_for(preload.model, preload.mtime)
+        _warm_up_layers()
     except GLNetError as e:
         return Failed(e)
     except (MemoryError, RuntimeError) as e:
@@ -188,6 +189,13 @@ def load_job(runner: Runner, preload: Preload) -> Iterator[Any]:
         raise
     return Loaded(seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
     yield  # a generator: the worker runs it like a view job
+
+
+def _warm_up_layers() -> None:
+    """Import here what napari imports when our first Labels layer is made
+    (pandas, for the layer's class features): 1-2 s of the first layer's
+    creation that would otherwise freeze the GUI thread."""
+    import pandas  # noqa: F401
 
 
 def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
