@@ -63,16 +63,13 @@ class RetrainBox(QWidget):
         self.bar = QProgressBar()
         self.progress = QLabel("")
         self.progress.setWordWrap(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.finetune_button)
-        running = QHBoxLayout()
-        running.addWidget(self.bar, 1)
-        running.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(buttons)
-        layout.addLayout(running)
+        for row in ((self.export_button, self.finetune_button), (self.bar, self.cancel_button)):
+            line = QHBoxLayout()
+            for widget in row:
+                line.addWidget(widget, 1 if widget is self.bar else 0)
+            layout.addLayout(line)
         layout.addWidget(self.progress)
         self._running(False)
         self._epochs = 0

@@ -54,18 +54,31 @@ def answer_dialog(choice: str, seen: list[str] | None = None, polls: int = 400) 
     """Click ``choice`` on the next modal message box, as a user would: a
     timer looks for it while the code under test waits in ``exec()``.
     ``seen`` collects the question asked."""
+    answer_dialogs([choice], seen, polls)
+
+
+def answer_dialogs(choices: list[str], seen: list[str] | None = None, polls: int = 400) -> None:
+    """Click ``choices`` in order on the next message boxes, one per box."""
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication, QMessageBox
 
+    left_to_click = list(choices)
+    answered: set[int] = set()
+
     def poll(left: int) -> None:
-        boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
-        box = boxes[-1] if boxes else None
-        if box is not None:
+        boxes = [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, QMessageBox) and w.isVisible() and id(w) not in answered
+        ]
+        if boxes:
+            box = boxes[-1]
+            answered.add(id(box))
             if seen is not None:
                 seen.append(box.text())
-            (button,) = [b for b in box.buttons() if b.text().replace("&", "") == choice]
+            (button,) = [b for b in box.buttons() if b.text().replace("&", "") == left_to_click.pop(0)]
             button.click()
-        elif left:
+        if left_to_click and left:
             QTimer.singleShot(25, lambda: poll(left - 1))
 
     QTimer.singleShot(0, lambda: poll(polls))

@@ -312,3 +312,65 @@ def test_accept_keeps_what_the_segmenter_wrote_meanwhile(session, store, scene):
     np.testing.assert_array_equal(after[150:160, 200:210], fix)
     np.testing.assert_array_equal(viewer.layers[EDIT_LAYER_NAME].data, after)
     assert not review.dirty
+
+
+# -- editing that fits correction work ----------------------------------------------------
+def test_the_eraser_restores_the_prediction_and_class_0_stays_paintable(widget, qtbot):
+    """In the dock as a user has it: the model's labels, napari's eraser over a stroke."""
+    from helpers.plugin import wait_idle
+
+    tile = (0, 0, 128, 128)
+    widget.controller.segment_region(tile)
+    wait_idle(qtbot, widget.controller)
+    review = widget.review.review
+    pred = review.store.read(tile)
+    layer = review.edit(tile)
+    layer.brush_size = 5
+    layer.paint((40, 40), (int(pred[40, 40]) + 1) % 5)
+    qtbot.wait(50)
+    assert review.dirty
+    layer.mode = "erase"  # napari's eraser paints the layer's background value
+    layer.paint((40, 40), layer.colormap.background_value)
+    qtbot.wait(50)  # the stroke's deferred clean-up
+    np.testing.assert_array_equal(layer.data, pred)  # the prediction is back, not class 0
+    assert not review.dirty
+
+    layer.mode = "paint"
+    layer.paint((60, 60), 0)  # class 0, "unknown", on purpose
+    qtbot.wait(50)
+    assert review.accept() is not None
+    assert review.store.read((60, 60, 61, 61))[0, 0] == 0
+
+
+def test_the_edit_layer_is_readable_and_outlines_toggle_with_a_key(session, qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_glnet.edit_layer import OPACITY
+
+    viewer, _, review, _ = session
+    layer = review.edit(REGION)
+    assert layer.opacity == OPACITY < 1 and layer.contour == 0
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key.Key_O, Qt.KeyboardModifier.ShiftModifier)  # OUTLINE_KEY
+    assert layer.contour > 0
+    qtbot.keyClick(canvas, Qt.Key.Key_O, Qt.KeyboardModifier.ShiftModifier)
+    assert layer.contour == 0
+
+
+def test_a_large_accept_runs_off_the_gui_thread(session, store, scene, qtbot, monkeypatch):
+    from napari_glnet import review as review_module
+
+    _, _, review, _ = session
+    monkeypatch.setattr(review_module, "SYNC_ACCEPT_PIXELS", 100)  # REGION is "large" now
+    said: list[str] = []
+    review.said.connect(said.append)
+    layer = review.edit(REGION)
+    layer.data[10:20, 10:20] = (np.asarray(layer.data[10:20, 10:20]) + 1) % len(DEEPGLOBE)
+    layer.refresh()
+    painted = np.array(layer.data)
+    assert review.accept() is None  # returned at once: a worker writes it
+    assert review.busy and not layer.editable
+    assert said[-1].startswith("Accepting")
+    qtbot.waitUntil(lambda: not review.busy, timeout=60_000)
+    np.testing.assert_array_equal(store.read(REGION), painted)
+    assert said[-1].startswith("Accepted edit #") and layer.editable
