@@ -162,12 +162,8 @@ def view_job(runner: Runner, request: Request, raw, pixels) -> Iterator[Any]:
         if refine:
             yield from _with_fallback(runner, lambda: session.refine(region))
         return Done(region, refine)
-    except GLNetError as e:
-        return Failed(e)
-    except (MemoryError, RuntimeError) as e:
-        if is_out_of_memory(e):
-            return Failed("out of memory: lower the batch size, or segment a smaller region")
-        raise
+    except (GLNetError, MemoryError, RuntimeError) as e:
+        return _user_failure(e, "out of memory: lower the batch size, or segment a smaller region")
 
 
 def load_job(runner: Runner, preload: Preload) -> Iterator[Any]:
@@ -181,14 +177,20 @@ def load_job(runner: Runner, preload: Preload) -> Iterator[Any]:
         set_threads(preload.threads)
         seg, loaded = runner.segmenter_for(preload.model, preload.mtime)
         _warm_up_layers()
-    except GLNetError as e:
-        return Failed(e)
-    except (MemoryError, RuntimeError) as e:
-        if is_out_of_memory(e):
-            return Failed("out of memory while loading the checkpoint")
-        raise
+    except (GLNetError, MemoryError, RuntimeError) as e:
+        return _user_failure(e, "out of memory while loading the checkpoint")
     return Loaded(seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
     yield  # a generator: the worker runs it like a view job
+
+
+def _user_failure(error: Exception, out_of_memory: str) -> Failed:
+    """The user's problem (a GLNetError, memory running out) as its one-line
+    message; anything else is a bug and raised again."""
+    if isinstance(error, GLNetError):
+        return Failed(error)
+    if is_out_of_memory(error):
+        return Failed(out_of_memory)
+    raise error
 
 
 def _warm_up_layers() -> None:
