@@ -19,12 +19,10 @@ from helpers.plugin import open_widget, set_view, settle, wait_idle
 def scene():
     from glnet.data.synthetic import SyntheticScene
 
-    return SyntheticScene(256, 256, seed=3).render(0, 0, 256, 256)
+    return SyntheticScene(512, 512, seed=3).render(0, 0, 512, 512)
 
 
-def test_segment_edit_accept_score_export_finetune(
-    make_napari_viewer, qtbot, scene, tiny_ckpt, tmp_path, monkeypatch, notes
-):
+def test_segment_edit_accept_score_export_finetune(make_napari_viewer, qtbot, scene, tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path / "cache"))
     image, truth = scene
     truth = np.where(truth < 5, truth, 0).astype(np.uint8)  # the tiny model has 5 classes
@@ -32,7 +30,7 @@ def test_segment_edit_accept_score_export_finetune(
     viewer.add_labels(truth, name="ground truth")
     w = open_widget(viewer, image, tiny_ckpt, name="scene", batch_size=4)
     w.image.value = viewer.layers["scene"]
-    set_view(viewer, (128, 128), 1.0)  # the whole image in view
+    set_view(viewer, (256, 256), 0.5)  # the whole image in view
     w.start()
     wait_idle(qtbot, w.controller)
     review = w.review
@@ -59,18 +57,19 @@ def test_segment_edit_accept_score_export_finetune(
     )
     assert review.iou.scores.mean_iou == pytest.approx(1.0) or expected_miou() > 0.99
 
-    review.mark_reviewed()
+    review.mark_reviewed((0, 0, 256, 512))  # two regions: two tiles, one held out for validation
+    review.mark_reviewed((256, 0, 512, 512))
     out = tmp_path / "export"
     worker = review.export(str(out))
     qtbot.waitUntil(lambda: (out / "manifest.json").is_file(), timeout=60_000)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
     tiles = read_export(out)
-    assert tiles, "the reviewed view was exported"
+    assert sum(split == "val" for _, _, split in tiles) == 1, "the reviewed view was exported, one tile held out"
 
     finetuned = tmp_path / "tuned.pt"
     worker = review.finetune(str(out), str(finetuned))
     with qtbot.waitSignal(worker.finished, timeout=300_000):
         pass
     assert finetuned.is_file()
-    assert any("Fine-tuned" in n and "before" in n for n in notes), notes
+    assert review.report.text().startswith("Fine-tuned") and "before" in review.report.text()
     settle(qtbot, w)

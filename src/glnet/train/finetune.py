@@ -107,7 +107,9 @@ def check_outputs(
 def held_out_tiles(data: Path, val_fraction: float = 0.2, seed: int = 0) -> tuple[int, int]:
     """(training tiles, held-out tiles) a fine-tune on ``data`` would use: a
     quick look (the manifest only) before starting minutes of work."""
-    config = TrainConfig(data=Path(data), mode=Mode.GLOBAL, output=Path("unused.pt"), val_fraction=val_fraction, seed=seed)
+    config = TrainConfig(
+        data=Path(data), mode=Mode.GLOBAL, output=Path("unused.pt"), val_fraction=val_fraction, seed=seed
+    )
     train, val = split_data(config)
     return len(train), len(val)
 
