@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from glnet.constants import Mode, Precision
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 FROM_CHECKPOINT = ("from the checkpoint", "")  # the Mode choice for our checkpoints, which record theirs
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+PRELOAD_MS = 250  # the model is loaded this long after the last change of the form (one load for a burst)
 CPU_NOTE = "Running on the CPU (no CUDA GPU in use): refining big views takes a while."
 
 
@@ -180,6 +182,14 @@ class SegmentWidget(QWidget):
         self.viewer.layers.selection.events.active.connect(self._on_active)
         self._refresh_images()
         self._show_device_note()
+        self._preload_timer = QTimer(self)
+        self._preload_timer.setSingleShot(True)
+        self._preload_timer.setInterval(PRELOAD_MS)
+        self._preload_timer.timeout.connect(self._preload)
+        model_fields = (self.weights, self.mode, self.global_weights, self.device, self.precision)
+        for field in (*model_fields, self.batch_size, self.patch_size, self.coarse_to_fine):
+            field.changed.connect(lambda _value=None: self._preload_timer.start())
+        self._preload_timer.start()  # a checkpoint already in the form
 
     # -- the form ----------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -288,9 +298,14 @@ class SegmentWidget(QWidget):
             if self.image.value is not None:
                 raise GLNetError(f"the image '{self.image.value.name}' is hidden: show it (or another image) first")
             raise GLNetError("add an RGB image layer first (File > Open)")
-        weights = self._file(self.weights.value, "checkpoint")
-        model = ModelSpec(
-            weights=weights,
+        model = self.model_spec()
+        store = str(self.store.value) if str(self.store.value) not in ("", ".") else None
+        return Settings(model, layer, store, os.path.getmtime(model.weights or ""))
+
+    def model_spec(self) -> ModelSpec:
+        """The model the form describes; GLNetError says what is missing."""
+        return ModelSpec(
+            weights=self._file(self.weights.value, "checkpoint"),
             mode=self.mode.value or None,
             global_weights=self._global_weights(),
             device=self.device.value,
@@ -299,8 +314,18 @@ class SegmentWidget(QWidget):
             size_p=int(self.patch_size.value) or None,
             coarse_to_fine=CoarseToFine() if self.coarse_to_fine.value else None,
         )
-        store = str(self.store.value) if str(self.store.value) not in ("", ".") else None
-        return Settings(model, layer, store, os.path.getmtime(weights))
+
+    def _preload(self) -> None:
+        """Load the form's model in the background (PRELOAD_MS after the last
+        change of the checkpoint or its settings), so Segment view finds it."""
+        if self._closed:
+            return
+        try:
+            spec = self.model_spec()
+            mtime = os.path.getmtime(spec.weights or "")
+        except (GLNetError, OSError):
+            return
+        self.controller.preload(spec, mtime)
 
     def _on_store_ready(self, store, layer) -> None:
         before = self.review.review
@@ -335,6 +360,7 @@ class SegmentWidget(QWidget):
         if self._closed:
             return
         self._closed = True
+        self._preload_timer.stop()
         self._guard.release()
         self.viewer.layers.selection.events.active.disconnect(self._on_active)
         for name in ("inserted", "removed", "moved", "reordered"):

@@ -22,6 +22,7 @@ What it listens to:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from psygnal import Signal
 
 from glnet.errors import GLNetError
 from glnet.geometry import Region, enclosing
+from glnet.inference.spec import ModelSpec
 
 from ._reader import label_colormap
 from .guided import NEXT_KEY, REVIEWED_NAME, UNCERTAINTY_KEY, UNCERTAINTY_NAME
@@ -43,7 +45,20 @@ from .session import (
     ViewSession,
     overview_placement,
 )
-from .view_worker import MAX_AUTO_SCENES, Done, Ready, Request, Runner, Settings, Warn, layer_pixels, view_job
+from .view_worker import (
+    MAX_AUTO_SCENES,
+    Done,
+    Loaded,
+    Preload,
+    Ready,
+    Request,
+    Runner,
+    Settings,
+    Warn,
+    layer_pixels,
+    load_job,
+    view_job,
+)
 from .workers import Failed, notify
 
 if TYPE_CHECKING:
@@ -65,6 +80,7 @@ RESERVED_KEYS = {
 }
 GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
+STATUS_EVERY_S = 0.5  # the status line follows patch batches at most this often (each tile written: always)
 CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
 
 
@@ -78,6 +94,7 @@ class _Tally:
     done: int = 0  # tiles finished, written or reused
     ended: bool = False  # the worker returned (rather than being stopped)
     cancelled: bool = False  # the user pressed Cancel
+    said: float = 0.0  # time.monotonic() of the last status line
 
 
 # -- the controller -----------------------------------------------------------------
@@ -116,7 +133,8 @@ class ViewController:
         self.worker = None
         self.last_menu = None  # the last context menu opened (tests trigger its actions)
         self._runner = Runner()
-        self._pending: Request | None = None
+        self._pending: Request | Preload | None = None
+        self._preloading = False  # the running worker only loads the model (nothing to cancel)
         self._pbar = None
         self._tally = _Tally()
         self.image = None  # the image layer the session's layers belong to
@@ -230,7 +248,7 @@ class ViewController:
     def cancel(self) -> None:
         """Stop after the patch batch in progress (finished patches are kept)."""
         self._pending = None
-        if self.worker is not None:
+        if self.worker is not None and not self._preloading:
             self._tally.cancelled = True
             self.status.emit("cancelling after this batch...")
             self.worker.quit()
@@ -306,13 +324,45 @@ class ViewController:
         request = Request(settings, region, point, refine, self.threads)
         if self.worker is not None:  # the old view's work stops at its next batch; then this starts
             self._pending = request
-            self.worker.quit()
+            if not self._preloading:  # a model being loaded is waited for: the request needs it
+                self.worker.quit()
             return
         self._start(request)
 
-    def _start(self, request: Request) -> None:
+    def preload(self, model: ModelSpec, mtime: float) -> None:
+        """Load ``model`` in the background now (the widget calls this at start
+        and when the checkpoint or its settings change), so that Segment view
+        finds it in memory; a request made meanwhile waits for it."""
+        job = Preload(model.replace(threads=self.threads), mtime, self.threads)
+        if self._runner.has(job.model, job.mtime):
+            return
+        if self.worker is not None:  # after the work in progress (a queued view request goes first)
+            if not isinstance(self._pending, Request):
+                self._pending = job
+            return
+        self._start(job)
+
+    def _start_preload(self, job: Preload) -> None:
         from napari.qt.threading import create_worker
 
+        worker = create_worker(load_job, self._runner, job, _start_thread=False)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(lambda: self._on_finished(worker))
+        self.worker, self._preloading = worker, True
+        self._tally = _Tally()
+        self.status.emit("loading the checkpoint...")
+        worker.start()
+
+    def _start(self, request: Request | Preload) -> None:
+        from napari.qt.threading import create_worker
+
+        if isinstance(request, Preload):
+            if not self._runner.has(request.model, request.mtime):  # a view request may have loaded it meanwhile
+                self._start_preload(request)
+            else:
+                self.busy.emit(False)
+            return
+        self._preloading = False
         try:
             pixels = layer_pixels(request.settings.layer)
         except GLNetError as e:
@@ -356,7 +406,10 @@ class ViewController:
             tally.reused += item.reused
             tally.written += item.written is not None
         self.progress.emit(tally.done, tally.total)
-        if not tally.ended:
+        now = time.monotonic()
+        if not tally.ended and (item.written is not None or now - tally.said >= STATUS_EVERY_S):
+            # every repaint of the window costs the GUI thread (software OpenGL: the CPUs the model needs)
+            tally.said = now
             self.status.emit(f"refining: {tally.done} of {tally.total} tiles ({max(item.fraction, 0):.0%})")
         if item.written is not None:
             self.refresh_labels()
@@ -369,10 +422,7 @@ class ViewController:
 
     def _on_ready(self, ready: Ready) -> None:
         self.device.emit(ready.device)
-        if ready.untrained:
-            notify(
-                "warning", "This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless."
-            )
+        self._warn_untrained(ready.untrained)
         layers = self.viewer.layers
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
@@ -384,10 +434,22 @@ class ViewController:
         self._tally.ended = True
         if isinstance(outcome, Failed):
             self.status.emit(f"failed: {outcome}")
-            notify("error", str(outcome))
+            if not self._preloading:  # a bad checkpoint's preload: the model card says what is wrong
+                notify("error", str(outcome))
         elif isinstance(outcome, Done):
             self.refresh_labels()
             self.status.emit(self._done_text(outcome))
+        elif isinstance(outcome, Loaded):
+            self.device.emit(outcome.device)
+            self._warn_untrained(outcome.untrained)
+            self.status.emit(f"checkpoint loaded ({outcome.device}): ready to segment")
+
+    @staticmethod
+    def _warn_untrained(untrained: bool) -> None:
+        if untrained:
+            notify(
+                "warning", "This checkpoint is UNTRAINED: it only exercises the pipeline; its classes are meaningless."
+            )
 
     def _done_text(self, done: Done) -> str:
         t, l, b, r = done.region
@@ -415,10 +477,11 @@ class ViewController:
         if worker is not self.worker:
             return
         self.worker = None
+        preloaded, self._preloading = self._preloading, False
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-        if not self._tally.ended and self._pending is None:
+        if not self._tally.ended and self._pending is None and not preloaded:
             self.status.emit(self._cancelled_text() if self._tally.cancelled else "failed: see the error message")
         pending, self._pending = self._pending, None
         if pending is not None:
@@ -427,11 +490,17 @@ class ViewController:
             self.busy.emit(False)
 
     # -- layers (main thread only) -------------------------------------------------------
-    def _make_layers(self) -> None:
+    def _make_layers(self, start: int = 0) -> None:
         """Show the session's overview and store, reusing our layers where they
         fit (removing a napari layer triggers a full gc.collect: seconds in a
-        process holding a model)."""
+        process holding a model).  Making a napari layer costs the GUI thread
+        0.3-0.5 s, so a layer made is drawn before the next is made (the
+        overview first): two shorter freezes instead of one long one."""
+        from qtpy.QtCore import QTimer
+
         session = self.session
+        if session is None:
+            return
         colormap = label_colormap(session.classes)
         features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
         metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
@@ -446,8 +515,11 @@ class ViewController:
             ),
             (LABELS_NAME, _layer_data(levels), len(levels) > 1, self._placement),
         ]
-        for name, data, multiscale, place in shown:
+        for k, (name, data, multiscale, place) in enumerate(shown):
+            if k < start:
+                continue
             layer = self._reusable(name, multiscale)
+            made = layer is None
             if layer is None:
                 layer = self.viewer.add_labels(
                     data,
@@ -464,6 +536,10 @@ class ViewController:
                 layer.scale, layer.translate = place["scale"], place["translate"]
             layer.editable = False  # views of the store and of the model: corrections go through the review layer
             layer.visible = True
+            if made and k + 1 < len(shown):
+                self._restack()
+                QTimer.singleShot(0, lambda nxt=k + 1: self.session is session and self._make_layers(nxt))
+                return
         self._restack()
         self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()

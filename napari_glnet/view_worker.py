@@ -50,6 +50,14 @@ class Ready:
 
 
 @dataclass
+class Loaded:
+    """What a preload job returns: the model is in memory, on ``device``."""
+
+    device: str
+    untrained: bool  # loaded now, and the checkpoint says it was never trained
+
+
+@dataclass
 class Warn:
     message: str
 
@@ -58,6 +66,15 @@ class Warn:
 class Done:
     region: Region
     refined: bool
+
+
+@dataclass(frozen=True)
+class Preload:
+    """Load this model now, before anyone presses Segment view."""
+
+    model: ModelSpec
+    mtime: float  # the checkpoint file's (see Settings.model_mtime)
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -95,14 +112,19 @@ class Runner:
         self.session: ViewSession | None = None
         self.data = None  # held so the id() in key cannot be reused
 
-    def segmenter_for(self, settings: Settings):
+    def segmenter_for(self, spec: ModelSpec, mtime: float):
+        """The Segmenter of ``spec`` (loaded now unless it is the one in
+        memory) and whether it was loaded now."""
         loaded = False
-        model = (settings.model, settings.model_mtime)
+        model = (spec, mtime)
         if model != self.model:
             self.segmenter = self.model = self.session = self.key = self.data = None
-            self.segmenter = settings.model.load()
+            self.segmenter = spec.load()
             self.model, loaded = model, True
         return self.segmenter, loaded
+
+    def has(self, spec: ModelSpec, mtime: float) -> bool:
+        return self.model == (spec, mtime) and self.segmenter is not None
 
     def session_for(self, settings: Settings, raw, pixels) -> tuple[ViewSession, bool]:
         """The session of this layer's data (``raw``: what the layer holds,
@@ -129,7 +151,7 @@ def view_job(runner: Runner, request: Request, raw, pixels) -> Iterator[Any]:
 
     try:
         set_threads(request.threads)  # a worker thread's default is not what we want
-        seg, loaded = runner.segmenter_for(request.settings)
+        seg, loaded = runner.segmenter_for(request.settings.model, request.settings.model_mtime)
         session, new = runner.session_for(request.settings, raw, pixels)
         yield Ready(session, new, seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
         region = session.block_at(*request.point) if request.point is not None else session.clip(request.region)
@@ -140,12 +162,42 @@ def view_job(runner: Runner, request: Request, raw, pixels) -> Iterator[Any]:
         if refine:
             yield from _with_fallback(runner, lambda: session.refine(region))
         return Done(region, refine)
-    except GLNetError as e:
-        return Failed(e)
-    except (MemoryError, RuntimeError) as e:
-        if is_out_of_memory(e):
-            return Failed("out of memory: lower the batch size, or segment a smaller region")
-        raise
+    except (GLNetError, MemoryError, RuntimeError) as e:
+        return _user_failure(e, "out of memory: lower the batch size, or segment a smaller region")
+
+
+def load_job(runner: Runner, preload: Preload) -> Iterator[Any]:
+    """Load the model in the background (at widget start, when the
+    checkpoint or its settings change), so Segment view finds it in memory.
+    A generator like :func:`view_job`, so the controller queues it the same
+    way; it yields nothing and returns :class:`Loaded` or a Failed message."""
+    from glnet.runtime import set_threads
+
+    try:
+        set_threads(preload.threads)
+        seg, loaded = runner.segmenter_for(preload.model, preload.mtime)
+        _warm_up_layers()
+    except (GLNetError, MemoryError, RuntimeError) as e:
+        return _user_failure(e, "out of memory while loading the checkpoint")
+    return Loaded(seg.device.type, loaded and bool(seg.checkpoint.extra.get("untrained")))
+    yield  # a generator: the worker runs it like a view job
+
+
+def _user_failure(error: Exception, out_of_memory: str) -> Failed:
+    """The user's problem (a GLNetError, memory running out) as its one-line
+    message; anything else is a bug and raised again."""
+    if isinstance(error, GLNetError):
+        return Failed(error)
+    if is_out_of_memory(error):
+        return Failed(out_of_memory)
+    raise error
+
+
+def _warm_up_layers() -> None:
+    """Import here what napari imports when our first Labels layer is made
+    (pandas, for the layer's class features): 1-2 s of the first layer's
+    creation that would otherwise freeze the GUI thread."""
+    import pandas  # noqa: F401
 
 
 def _overview_steps(session: ViewSession, region: Region) -> Iterator[Overview]:
@@ -168,4 +220,17 @@ def _with_fallback(runner: Runner, steps: Callable[[], Iterator[Any]]) -> Iterat
         yield Warn(item.message) if isinstance(item, Fallback) else item
 
 
-__all__ = ["MAX_AUTO_SCENES", "Done", "Ready", "Request", "Runner", "Settings", "Warn", "layer_pixels", "view_job"]
+__all__ = [
+    "MAX_AUTO_SCENES",
+    "Done",
+    "Loaded",
+    "Preload",
+    "Ready",
+    "Request",
+    "Runner",
+    "Settings",
+    "Warn",
+    "layer_pixels",
+    "load_job",
+    "view_job",
+]
