@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ._retrain_widget import RetrainBox
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
     from glnet.geometry import Region
     from glnet.store.labelstore import LabelStore
+
+
+GUIDED_REFRESH_MS = 1500
 
 
 class ReviewWidget(QWidget):
@@ -55,6 +58,12 @@ class ReviewWidget(QWidget):
         self.viewer = viewer
         self.review: ReviewController | None = None
         self.guided: GuidedReview | None = None
+        # while the segmenter writes tile after tile, the guided layers are redrawn at most
+        # once per interval: each redraw reads the store on the GUI thread (about 1 s on 2 cores)
+        self._guided_timer = QTimer(self)
+        self._guided_timer.setSingleShot(True)
+        self._guided_timer.setInterval(GUIDED_REFRESH_MS)
+        self._guided_timer.timeout.connect(lambda: self.guided is not None and self.guided.refresh())
         self._view_region = view_region
         self._image_layer = image_layer
         self.ask = ask_with_dialog(self)
@@ -179,8 +188,8 @@ class ReviewWidget(QWidget):
     def labels_written(self, region: Region) -> None:
         """The segmenter wrote predictions (and their confidence) into ``region``."""
         self.iou.labels_changed(region)
-        if self.guided is not None:
-            self.guided.refresh()
+        if self.guided is not None and not self._guided_timer.isActive():
+            self._guided_timer.start()
 
     # -- actions --------------------------------------------------------------------
     def _region(self) -> Region | None:

@@ -10,6 +10,7 @@ through magicgui and qtpy.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 from pathlib import Path
@@ -269,8 +270,18 @@ class SegmentWidget(QWidget):
             return
         self.classes.value = "reading the class table..."
         worker = create_worker(_model_card_text, spec, _start_thread=False)
-        worker.returned.connect(lambda text: setattr(self.classes, "value", text))
-        worker.finished.connect(lambda: setattr(self, "_classes_worker", None))
+
+        def show(text: str) -> None:
+            if self._classes_worker is worker:  # the card of a checkpoint chosen later wins
+                with contextlib.suppress(RuntimeError):  # the widget was closed meanwhile
+                    self.classes.value = text
+
+        def done() -> None:
+            if self._classes_worker is worker:
+                self._classes_worker = None
+
+        worker.returned.connect(show)
+        worker.finished.connect(done)
         self._classes_worker = worker
         worker.start()
 
