@@ -11,6 +11,7 @@ epoch and batch, can be cancelled, and writes only the checkpoint asked for.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class RetrainBox(QWidget):
         self._store, self._image, self._checkpoint = store, image, checkpoint
         self._ask, self._on_new_model = ask, on_new_model
         self.worker: Any = None
+        self._stop: threading.Event | None = None  # a fine-tune's cancel (None while exporting)
         self.export_button = QPushButton("Export for retraining…")
         self.export_button.setToolTip(
             "Write the reviewed regions as DeepGlobe-layout tiles (some held out for validation) for Fine-tune…"
@@ -107,6 +109,7 @@ class RetrainBox(QWidget):
         if target is None:
             return None
         folder, overwrite = target
+        self._stop = None
         self.worker = start_export(
             store,
             self._image(),
@@ -197,6 +200,7 @@ class RetrainBox(QWidget):
         if not output:
             return None
         self._epochs, self._last, self._output = FINETUNE_EPOCHS, None, Path(output)
+        self._stop = threading.Event()
         self.worker = start_finetune(
             source,
             data,
@@ -204,11 +208,11 @@ class RetrainBox(QWidget):
             on_done=self._finetuned,
             on_progress=self._batch,
             start=False,
+            stop=self._stop,
             epochs=FINETUNE_EPOCHS,
             side_files=False,  # only the checkpoint asked for: no .last.pt, no logs
             overwrite=Path(output).exists(),
         )
-        self.worker.aborted.connect(self._cancelled)
         self.worker.finished.connect(lambda: self._running(False))
         self.bar.setRange(0, 0)  # busy until the first batch says how many there are
         self.progress.setText(f"Fine-tuning on {n_train} tiles ({n_val} held out): scoring the checkpoint first...")
@@ -219,7 +223,10 @@ class RetrainBox(QWidget):
     def cancel(self) -> None:
         if self.worker is not None and getattr(self.worker, "is_running", False):
             self.progress.setText("Cancelling after the batch in progress...")
-            self.worker.quit()
+            if self._stop is not None:
+                self._stop.set()  # the training ends after this batch and returns what it kept
+            else:
+                self.worker.quit()
 
     def _batch(self, item: Any) -> None:
         if not isinstance(item, tuple) or len(item) != 4:
@@ -233,6 +240,14 @@ class RetrainBox(QWidget):
     def _finetuned(self, result: Any) -> None:
         from .finetune import describe_finetune
 
+        if (
+            self._stop is not None
+            and self._stop.is_set()
+            and not isinstance(result, Failed)
+            and (result.output is None or result.stopped)
+        ):
+            self._cancelled()
+            return
         text = describe_finetune(result)
         self.progress.setText(text)
         self.said.emit(text)

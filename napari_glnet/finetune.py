@@ -9,6 +9,7 @@ before and after on the export's held-out tiles) is one notification.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 from .workers import Failed, notify, relay
 
 
-def finetune_steps(source: str, data: str, output: str, options: dict) -> Generator[Any, None, Any]:
+def finetune_steps(
+    source: str, data: str, output: str, options: dict, stop: threading.Event | None = None
+) -> Generator[Any, None, Any]:
     """Run the fine-tune in a thread; yield ``(epoch, done, total, loss)`` per batch,
     return the :class:`~glnet.train.finetune.FinetuneResult` (or a failure message)."""
     from glnet.train.finetune import FinetuneConfig, finetune
@@ -24,7 +27,7 @@ def finetune_steps(source: str, data: str, output: str, options: dict) -> Genera
     def call(report: Callable[..., None], should_stop: Callable[[], bool]) -> Any:
         return finetune(FinetuneConfig(Path(source), Path(data), Path(output), **options), report, should_stop)
 
-    return (yield from relay(call, "glnet-finetune"))
+    return (yield from relay(call, "glnet-finetune", stop))
 
 
 def start_finetune(
@@ -35,12 +38,14 @@ def start_finetune(
     on_done: Callable[[Any], None] | None = None,
     on_progress: Callable[[Any], None] | None = None,
     start: bool = True,
+    stop: threading.Event | None = None,
     **options: Any,
 ) -> Any:
     """Fine-tuning in a worker with a progress bar; ``on_progress((epoch,
     batch, batches, loss))`` after every batch and ``on_done(result or
-    Failed)`` on the GUI thread when it ends (not when it was cancelled:
-    the worker's ``aborted``).  Returns the worker (started unless ``start=False``)."""
+    Failed)`` on the GUI thread when it ends, also after ``stop`` was set
+    (cancel: it ends after the batch in progress, with what it kept).
+    Returns the worker (started unless ``start=False``)."""
     from napari.qt.threading import create_worker
 
     def finished(result: Any) -> None:
@@ -50,7 +55,14 @@ def start_finetune(
             notify("error" if isinstance(result, Failed) else "info", describe_finetune(result))
 
     worker = create_worker(
-        finetune_steps, source, data, output, options, _progress={"desc": "Fine-tuning GLNet"}, _start_thread=False
+        finetune_steps,
+        source,
+        data,
+        output,
+        options,
+        stop,
+        _progress={"desc": "Fine-tuning GLNet"},
+        _start_thread=False,
     )
     worker.returned.connect(finished)
     if on_progress is not None:

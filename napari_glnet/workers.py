@@ -36,17 +36,21 @@ def notify(kind: str, message: str) -> None:
     show.get(kind, notifications.show_info)(message)
 
 
-def relay(call: Callable[[Callable[..., None], Callable[[], bool]], Any], name: str) -> Generator[Any, None, Any]:
+def relay(
+    call: Callable[[Callable[..., None], Callable[[], bool]], Any], name: str, stop: threading.Event | None = None
+) -> Generator[Any, None, Any]:
     """Run ``call(report, should_stop)`` in a thread of its own and yield
     whatever it reports (``report(x)`` yields x, ``report(a, b)`` the tuple);
     return its result, or a :class:`Failed` message when it raised.
 
-    When the generator is closed (the worker was quit), ``should_stop()``
-    turns True and the call is waited for: it stops after the step in
-    progress.  A GLNetError ends as its message; anything else as its type
+    Setting ``stop`` (or closing the generator) turns ``should_stop()``
+    True: the call stops after the step in progress and the generator still
+    returns its result.  Cancel through ``stop``, not by quitting the napari
+    worker: a quit worker leaves the generator unclosed, and the call would
+    go on (and write) after the user was told it stopped.  A GLNetError ends as its message; anything else as its type
     and message, with the traceback in the log."""
     events: queue.Queue = queue.Queue()
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
     outcome: dict[str, Any] = {}
 
     def report(*item: Any) -> None:

@@ -50,30 +50,31 @@ def set_view(viewer, center, zoom) -> None:
     viewer.scene.camera.zoom = zoom
 
 
-def answer_dialog(choice: str, seen: list[str] | None = None, polls: int = 400) -> None:
+def answer_dialog(choice: str, seen: list[str] | None = None, polls: int = 4800) -> None:
     """Click ``choice`` on the next modal message box, as a user would: a
     timer looks for it while the code under test waits in ``exec()``.
     ``seen`` collects the question asked."""
     answer_dialogs([choice], seen, polls)
 
 
-def answer_dialogs(choices: list[str], seen: list[str] | None = None, polls: int = 400) -> None:
-    """Click ``choices`` in order on the next message boxes, one per box."""
+def answer_dialogs(choices: list[str], seen: list[str] | None = None, polls: int = 4800) -> None:
+    """Click ``choices`` in order on the next message boxes, one per box
+    (looking for them for up to 2 minutes: a loaded machine is slow to ask)."""
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication, QMessageBox
 
     left_to_click = list(choices)
-    answered: set[int] = set()
+    answered: list[object] = []  # the boxes themselves: a closed box's id() can be reused by the next
 
     def poll(left: int) -> None:
         boxes = [
             w
             for w in QApplication.topLevelWidgets()
-            if isinstance(w, QMessageBox) and w.isVisible() and id(w) not in answered
+            if isinstance(w, QMessageBox) and w.isVisible() and not any(w is a for a in answered)
         ]
         if boxes:
             box = boxes[-1]
-            answered.add(id(box))
+            answered.append(box)
             if seen is not None:
                 seen.append(box.text())
             choice = left_to_click.pop(0)
