@@ -20,6 +20,7 @@ def test_a_reset_renames_the_store_with_everything_in_it(tmp_path):
     store.mark_reviewed((0, 0, 32, 32))
     assert str(work_in(store)) == "1 accepted correction, 1 reviewed region"
 
+    store.close()
     kept = set_aside(path)
     again = LabelStore.create(path, (64, 64), DEEPGLOBE, chunk=32)  # the next segmentation starts empty
     assert not work_in(again)

@@ -76,7 +76,7 @@ def test_a_fresh_demo_asks_about_an_earlier_runs_work_and_reset_sets_a_store_asi
         assert seen and "1 accepted correction" in seen[0]
         assert not path.exists()  # the next segmentation starts an empty store
         kept = [p for p in path.parent.iterdir() if p.name.startswith(path.name.removesuffix(".zarr") + ".reset-")]
-        assert len(kept) == 1 and LabelStore.open(kept[0]).edit_log()  # nothing deleted
+        assert len(kept) == 1 and LabelStore.open(kept[0], mode="r").edit_log()  # nothing deleted
         assert "Started fresh" in w.review.report.text()
 
         w.controller.segment_region((0, 0, 64, 64))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from glnet.errors import GLNetError
 from glnet.store.labelstore import LabelStore
+from glnet.store.lock import acquire, release
 from glnet.store.strokes import StrokeJournal
 
 
@@ -42,7 +43,10 @@ def work_in(store: LabelStore) -> StoreWork:
 
 
 def set_aside(path: str | os.PathLike) -> Path:
-    """Rename the store at ``path`` beside itself; returns its new path."""
+    """Rename the store at ``path`` beside itself; returns its new path.
+
+    Close the store first: a store this process still holds for writing
+    keeps its lock after the rename, until it is closed."""
     path = Path(path)
     if not (path / ".glnet").is_dir():
         raise GLNetError(f"{path} is not a glnet label store: nothing to reset")
@@ -53,7 +57,11 @@ def set_aside(path: str | os.PathLike) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{stem}.reset-{stamp}-{n}.zarr")
-    os.replace(path, target)
+    acquire(path)  # never under another program that is writing it (StoreLocked names it)
+    try:
+        os.replace(path, target)
+    finally:
+        release(path)  # the last hold of this process: the set-aside store opens unlocked
     return target
 
 
