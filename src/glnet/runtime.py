@@ -139,6 +139,8 @@ _GLIBC_MMAP_MAX = 65536  # glibc's default M_MMAP_MAX
 _OUTSIDE_RUNS_MMAP_THRESHOLD = 4 << 20
 _OUTSIDE_RUNS_TRIM_THRESHOLD = 128 << 10  # glibc's default
 _runs_reusing = 0  # nesting depth of reuse_freed_memory()
+_peak_at_trim = 0  # ru_maxrss (KiB) when release_between_batches last trimmed
+_TRIM_GROWTH_KIB = 32 << 10  # a batch that raised the peak by less is not worth the page faults
 
 
 @functools.cache
@@ -164,6 +166,31 @@ def return_freed_memory_promptly() -> None:
     libc = _libc()
     if libc is not None and not _runs_reusing:
         libc.mallopt(_M_MMAP_THRESHOLD, _OUTSIDE_RUNS_MMAP_THRESHOLD)
+
+
+def release_between_batches(*, always: bool = False) -> None:
+    """Inside a run, before a batch: give the heap's free pages back when the
+    batches since the last trim raised the process's peak RSS by 32 MB or
+    more (or ``always``).
+
+    Long-lived buffers (the merged maps, the finished patches) land between
+    a batch's activations, so the next batch does not fit the holes exactly
+    and the heap grows by another 80-130 MB of freed pages.  Trimming then
+    keeps the peak near the live buffers; once the batches reuse the same
+    pages the peak stops rising and nothing is trimmed, so the page faults
+    that trimming costs (one per 4 KiB the next batch touches) are paid a
+    few times per image, not per batch (docs/benchmarks.md).  A no-op off
+    glibc and outside a run (where large blocks are unmapped on free)."""
+    global _peak_at_trim
+    libc = _libc()
+    if libc is None or not _runs_reusing:
+        return
+    import resource  # Unix only, like glibc
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if always or peak > _peak_at_trim + _TRIM_GROWTH_KIB:
+        libc.malloc_trim(0)
+        _peak_at_trim = peak
 
 
 @contextlib.contextmanager

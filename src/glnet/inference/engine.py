@@ -41,6 +41,7 @@ from glnet.model.fusion import LocalMerger, crop, crop_features
 from glnet.model.resnet import fold_batchnorm
 from glnet.runtime import (
     autocast,
+    release_between_batches,
     resolve_device,
     resolve_precision,
     return_freed_memory_promptly,
@@ -322,10 +323,12 @@ class ImageSession:
         yield Progress("global", 0, total)
         for start in range(0, total, seg.batch_size):
             batch = todo[start : start + seg.batch_size]
+            release_between_batches()
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._local_batch(batch, ctx)
             yield Progress("local", start + len(batch), total)
         if seg.mode == "local2global" and fine:
+            release_between_batches(always=True)  # the global pass allocates at other sizes than the batches
             self._refine(self.fine_patches())
             yield Progress("refine", total, total)
 

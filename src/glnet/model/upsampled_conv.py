@@ -99,27 +99,68 @@ def conv_of_upsampled(x: Tensor, weight: Tensor, chain: tuple[Size, ...], out: T
     hs, ws = _axis_chains(x, chain)
     b, _, h, w = x.shape
     big_h, big_w = hs[-1], ws[-1]
-    # z[b, y, x, (dx, dy, o)]: channels-last, so the permute is a free view
-    mix = weight.permute(3, 2, 0, 1).reshape(k * k * out_c, in_c, 1, 1)
-    z = F.conv2d(x.contiguous(memory_format=torch.channels_last), mix).permute(0, 2, 3, 1)
-    aw = _operator(ws, k, z.dtype, z.device)  # (W, w*k), column x*k + dx
-    ah = _operator(hs, k, z.dtype, z.device)  # (H, h*k), column y*k + dy
-    if out is None:
-        out = torch.zeros(b, out_c, big_h, big_w, dtype=z.dtype, device=z.device)
-        out = out.contiguous(memory_format=torch.channels_last)
-    rows = []
-    for i in range(b):
-        zi = z[i].reshape(h, w * k, k * out_c).transpose(0, 1).reshape(w * k, h * k * out_c)
-        t = (aw @ zi).view(big_w, h * k, out_c).transpose(0, 1).reshape(h * k, big_w * out_c)
-        rows.append(t)
-    flat = out.permute(0, 2, 3, 1).reshape(b, big_h, big_w * out_c)  # a view of channels-last ``out``
-    if torch.is_grad_enabled() and (flat.requires_grad or z.requires_grad):
-        # training: out of place, since autograd would copy the whole output for every in-place update
-        flat = flat + torch.stack([ah @ t for t in rows])
-        return flat.view(b, big_h, big_w, out_c).permute(0, 3, 1, 2)
-    for i, t in enumerate(rows):
-        flat[i].addmm_(ah, t)
+    x = x.contiguous(memory_format=torch.channels_last)
+    mix = weight.permute(3, 2, 0, 1)  # (dx, dy, o, i): z's channels in that order
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (out is not None and out.requires_grad)):
+        return _conv_of_upsampled_train(x, mix, hs, ws, out)
+    step = _channel_step(b * k * k * h * w * x.element_size(), out_c)
+    for o0 in range(0, out_c, step):
+        oc = min(step, out_c - o0)
+        # z[b, y, x, (dx, dy, o)]: channels-last, so the permute is a free view
+        z = F.conv2d(x, mix[:, :, o0 : o0 + oc].reshape(k * k * oc, in_c, 1, 1)).permute(0, 2, 3, 1)
+        aw = _operator(ws, k, z.dtype, z.device)  # (W, w*k), column x*k + dx
+        ah = _operator(hs, k, z.dtype, z.device)  # (H, h*k), column y*k + dy
+        if out is None:
+            out = torch.zeros(b, out_c, big_h, big_w, dtype=z.dtype, device=z.device)
+            out = out.contiguous(memory_format=torch.channels_last)
+        for i in range(b):
+            t = _width_pass(z[i], aw, k, big_w)
+            if oc == out_c:  # one GEMM accumulates into the channels-last output
+                out[i].permute(1, 2, 0).reshape(big_h, big_w * out_c).addmm_(ah, t)
+            else:
+                out[i, o0 : o0 + oc].permute(1, 2, 0).add_((ah @ t).view(big_h, big_w, oc))
+            del t
+        del z
+    assert out is not None
     return out
+
+
+# the channel mixing's output (k*k maps per output channel at x's resolution)
+# and the width pass's two copies of it are the largest transients of the
+# heads; past this size they are made for a slice of the output channels at a time
+_MIX_BUDGET = 32 << 20
+
+
+def _channel_step(bytes_per_channel: int, out_c: int) -> int:
+    """Output channels per slice, so that one slice's mixed maps stay within the budget
+    (a multiple of 16, or all of them)."""
+    if bytes_per_channel * out_c <= _MIX_BUDGET:
+        return out_c
+    return min(out_c, max(16, _MIX_BUDGET // bytes_per_channel // 16 * 16))
+
+
+def _width_pass(zi: Tensor, aw: Tensor, k: int, big_w: int) -> Tensor:
+    """(h*k, W*oc): one image's mixed maps (h, w, k*k*oc) resized along the width,
+    the dx offsets summed by the GEMM, rows y*k + dy."""
+    h, w, kko = zi.shape
+    oc = kko // (k * k)
+    zi = zi.reshape(h, w * k, k * oc).transpose(0, 1).reshape(w * k, h * k * oc)
+    return (aw @ zi).view(big_w, h * k, oc).transpose(0, 1).reshape(h * k, big_w * oc)
+
+
+def _conv_of_upsampled_train(x: Tensor, mix: Tensor, hs, ws, out: Tensor | None) -> Tensor:
+    """The same function out of place, for autograd (which would copy the whole
+    output for every in-place update)."""
+    k, _, out_c, in_c = mix.shape
+    b = x.shape[0]
+    big_h, big_w = hs[-1], ws[-1]
+    z = F.conv2d(x, mix.reshape(k * k * out_c, in_c, 1, 1)).permute(0, 2, 3, 1)
+    aw = _operator(ws, k, z.dtype, z.device)
+    ah = _operator(hs, k, z.dtype, z.device)
+    summed = torch.stack([ah @ _width_pass(z[i], aw, k, big_w) for i in range(b)])
+    if out is not None:
+        summed = out.permute(0, 2, 3, 1).reshape(b, big_h, big_w * out_c) + summed
+    return summed.view(b, big_h, big_w, out_c).permute(0, 3, 1, 2)
 
 
 def conv_over_concat(weight: Tensor, bias: Tensor | None, parts: list[Part], padding: int | None = None) -> Tensor:
