@@ -26,8 +26,9 @@ from glnet.inference.coarse import CoarseToFine
 from glnet.inference.spec import ModelSpec
 
 from ._review_widget import ReviewWidget
-from .controller import KEYS, OWN_LAYERS, Settings, ViewController
+from .controller import KEYS, Settings, ViewController
 from .guard import CloseGuard
+from .view_layers import OWN_LAYERS
 
 if TYPE_CHECKING:
     import napari

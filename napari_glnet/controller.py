@@ -13,17 +13,22 @@ What it listens to:
 * the camera (debounced): with auto-refine on, the new visible region is
   refined (only while it spans at most ``MAX_AUTO_SCENES`` scenes; farther out
   the overview alone is updated, a 20000 px image has hundreds of patches in view);
-* a right-click without drag on the canvas (``viewer.mouse_drag_callbacks``,
-  since napari has no canvas context menu): "Segment region here",
+* a right-click without drag on the canvas (napari has no canvas context
+  menu: :mod:`napari_glnet.context_menu`): "Segment region here",
   "Segment visible view", "Segment selected rectangle", "Mark region reviewed";
 * keys: ``KEYS`` below.  ``RESERVED_KEYS`` are the review side's.
+
+How the results show is :mod:`napari_glnet.view_layers`; the menu itself
+:mod:`napari_glnet.context_menu`; the worker's side :mod:`napari_glnet.view_worker`.
+Long because it is the one place that sequences a request (queued behind the
+running worker or a model being loaded, the worker's messages, the status
+line and progress a user reads): split, the order would be hidden.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -35,16 +40,12 @@ from glnet.errors import GLNetError
 from glnet.geometry import Region, enclosing
 from glnet.inference.spec import ModelSpec
 
-from ._reader import label_colormap
-from .guided import NEXT_KEY, REVIEWED_NAME, UNCERTAINTY_KEY, UNCERTAINTY_NAME
+from .context_menu import Action, RightClickMenu
+from .guided import NEXT_KEY, UNCERTAINTY_KEY
 from .layers import camera, level0, to_data, visible_region
-from .review import ACCEPT_KEY, EDIT_LAYER_NAME, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
-from .session import (
-    Overview,
-    RefineProgress,
-    ViewSession,
-    overview_placement,
-)
+from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
+from .session import Overview, RefineProgress, ViewSession
+from .view_layers import LABELS_NAME, OVERVIEW_NAME, ViewLayers
 from .view_worker import (
     MAX_AUTO_SCENES,
     Done,
@@ -66,10 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LABELS_NAME = "GLNet labels"
-OVERVIEW_NAME = "GLNet overview"
-# GLNet's layers, bottom to top, kept directly above their image
-OWN_LAYERS = (UNCERTAINTY_NAME, OVERVIEW_NAME, LABELS_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
 KEYS = {"segment_view": "Shift-G", "cancel": "Shift-H"}  # free in napari 0.9.2's default keymap
 # what the review side binds (napari_glnet.review): this side leaves them alone
 RESERVED_KEYS = {
@@ -81,7 +78,6 @@ RESERVED_KEYS = {
 GUIDED_KEYS = {"next_uncertain": NEXT_KEY, "uncertainty": UNCERTAINTY_KEY}  # the guided review's (napari_glnet.guided)
 DEBOUNCE_MS = 300
 STATUS_EVERY_S = 0.5  # the status line follows patch batches at most this often (each tile written: always)
-CLICK_TOLERANCE_PX = 4  # a right press and release closer than this is a click, not a drag
 
 
 @dataclass
@@ -131,31 +127,25 @@ class ViewController:
         self.threads = max(1, available_cpus() - 1) if available_cpus() > 2 else available_cpus()
         self.session: ViewSession | None = None
         self.worker = None
-        self.last_menu = None  # the last context menu opened (tests trigger its actions)
         self._runner = Runner()
         self._pending: Request | Preload | None = None
         self._preloading = False  # the running worker only loads the model (nothing to cancel)
         self._pbar = None
         self._tally = _Tally()
-        self.image = None  # the image layer the session's layers belong to
         self._request_layer = None
-        self._restacking = False
+        self.layers = ViewLayers(viewer, self._on_shown, self.status.emit)
         # asked before work moves to another image (the widget: unaccepted strokes are resolved)
         self.may_switch: Callable[[str], bool] = lambda _doing: True
         self.on_mark_reviewed: Callable[[Region | None], Any] | None = None  # the review side's, when there is one
-        self._placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._on_view_settled)
         self.camera.events.center.connect(self._on_camera)
         self.camera.events.zoom.connect(self._on_camera)
-        viewer.mouse_drag_callbacks.append(self._on_mouse_drag)
+        self.menu = RightClickMenu(viewer, self.context_actions)
         viewer.bind_key(KEYS["segment_view"], self._key_segment_view, overwrite=True)
         viewer.bind_key(KEYS["cancel"], self._key_cancel, overwrite=True)
-        for name in ("inserted", "moved", "reordered"):
-            getattr(viewer.layers.events, name).connect(self._restack)
-        viewer.layers.events.removed.connect(self._on_layer_removed)
 
     def close(self) -> None:
         """Stop work and let go of the viewer (the dock widget was closed)."""
@@ -164,13 +154,15 @@ class ViewController:
         self._timer.stop()
         self.camera.events.center.disconnect(self._on_camera)
         self.camera.events.zoom.disconnect(self._on_camera)
-        if self._on_mouse_drag in self.viewer.mouse_drag_callbacks:
-            self.viewer.mouse_drag_callbacks.remove(self._on_mouse_drag)
+        self.menu.close()
         for key in KEYS.values():
             self.viewer.bind_key(key, None)
-        for name in ("inserted", "moved", "reordered"):
-            getattr(self.viewer.layers.events, name).disconnect(self._restack)
-        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+        self.layers.close()
+
+    @property
+    def image(self):
+        """The image layer GLNet's layers belong to (None before the first segmentation)."""
+        return self.layers.image
 
     # -- geometry --------------------------------------------------------------------
     @property
@@ -287,9 +279,7 @@ class ViewController:
             return None
         self._runner.session = self._runner.key = None
         self.session = None
-        for layer in self.viewer.layers:
-            if layer.name in OWN_LAYERS:
-                layer.visible = False
+        self.layers.hide()
         self.status.emit(f"label store reset: the old one is kept as {kept}; Segment view starts an empty store")
         return str(kept)
 
@@ -370,7 +360,7 @@ class ViewController:
             self.busy.emit(False)
             return
         layer = request.settings.layer
-        self._placement = {"scale": tuple(layer.scale[-2:]), "translate": tuple(layer.translate[-2:])}
+        self.layers.placement = {"scale": tuple(layer.scale[-2:]), "translate": tuple(layer.translate[-2:])}
         worker = create_worker(view_job, self._runner, request, level0(layer), pixels, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
@@ -388,7 +378,7 @@ class ViewController:
         if isinstance(item, RefineProgress):
             self._on_progress(item)
         elif isinstance(item, Overview):
-            self._show_overview(item)
+            self.layers.show_overview(item)
             self.status.emit("overview shown; refining...")
         elif isinstance(item, Ready):
             self._on_ready(item)
@@ -426,8 +416,7 @@ class ViewController:
         layers = self.viewer.layers
         if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
             self.session = ready.session
-            self.image = self._request_layer
-            self._make_layers()
+            self.layers.show(ready.session, self._request_layer)
         self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 
     def _on_returned(self, outcome) -> None:
@@ -490,134 +479,15 @@ class ViewController:
             self.busy.emit(False)
 
     # -- layers (main thread only) -------------------------------------------------------
-    def _make_layers(self, start: int = 0) -> None:
-        """Show the session's overview and store, reusing our layers where they
-        fit (removing a napari layer triggers a full gc.collect: seconds in a
-        process holding a model).  Making a napari layer costs the GUI thread
-        0.3-0.5 s, so a layer made is drawn before the next is made (the
-        overview first): two shorter freezes instead of one long one."""
-        from qtpy.QtCore import QTimer
-
-        session = self.session
-        if session is None:
-            return
-        colormap = label_colormap(session.classes)
-        features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
-        metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
-        overview = session.current_overview()
-        levels = session.display_levels(self._token())
-        shown = [
-            (
-                OVERVIEW_NAME,
-                overview.labels,
-                False,
-                overview_placement(overview.step, self._placement["scale"], self._placement["translate"]),
-            ),
-            (LABELS_NAME, _layer_data(levels), len(levels) > 1, self._placement),
-        ]
-        for k, (name, data, multiscale, place) in enumerate(shown):
-            if k < start:
-                continue
-            layer = self._reusable(name, multiscale)
-            made = layer is None
-            if layer is None:
-                layer = self.viewer.add_labels(
-                    data,
-                    name=name,
-                    multiscale=multiscale,
-                    colormap=colormap,
-                    features=features,
-                    opacity=0.5,
-                    metadata=metadata,
-                    **place,
-                )
-            else:
-                layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
-                layer.scale, layer.translate = place["scale"], place["translate"]
-            layer.editable = False  # views of the store and of the model: corrections go through the review layer
-            layer.visible = True
-            if made and k + 1 < len(shown):
-                self._restack()
-                QTimer.singleShot(0, lambda nxt=k + 1: self.session is session and self._make_layers(nxt))
-                return
-        self._restack()
+    def _on_shown(self, session: ViewSession) -> None:
         self.store_ready.emit(session.store, self.viewer.layers[LABELS_NAME])
         image = self._layer()
         if image is not None and image in self.viewer.layers:  # keep the image selected: its keys and mode stay
             self.viewer.layers.selection.active = image
 
-    def _restack(self, _event=None) -> None:
-        """Keep GLNet's layers directly above their image, in the order
-        the model's confidence (under the labels being reviewed), overview,
-        labels, then the review's (edit, reviewed regions): a layer added
-        later (another image) never covers them."""
-        if self._restacking or self.image is None:
-            return
-        layers = self.viewer.layers
-        ours = [layer for layer in layers if layer.name in OWN_LAYERS]
-        image = _index(layers, self.image)
-        if image is None or not ours:
-            return
-        ours.sort(key=lambda layer: OWN_LAYERS.index(layer.name))
-        own = {id(layer) for layer in ours}
-        wanted = [layer for layer in layers if id(layer) not in own]
-        at = wanted.index(layers[image]) + 1
-        wanted[at:at] = ours
-        if [id(x) for x in wanted] == [id(x) for x in layers]:
-            return
-        self._restacking = True
-        try:
-            for target, layer in enumerate(wanted):
-                current = _index(layers, layer)
-                if current != target:
-                    layers.move(current, target)
-        finally:
-            self._restacking = False
-
-    def _on_layer_removed(self, event) -> None:
-        """The image went: its GLNet layers are hidden (and reused for the next image)."""
-        if self.image is None or event.value != self.image:
-            return
-        self.image = None
-        for layer in self.viewer.layers:
-            if layer.name in OWN_LAYERS:
-                layer.visible = False
-        self.status.emit("the image was closed: its GLNet layers are hidden (its labels stay in the label store)")
-
-    def _reusable(self, name: str, multiscale: bool):
-        """Our layer ``name`` if it can take the new data in place, else None (removed if it cannot)."""
-        from napari.layers import Labels
-
-        layers = self.viewer.layers
-        if name not in layers:
-            return None
-        layer = layers[name]
-        if isinstance(layer, Labels) and bool(layer.multiscale) == multiscale:
-            return layer
-        layers.remove(name)
-        return None
-
-    @staticmethod
-    def _token() -> str:
-        """A name never used before for the store's dask graph: napari's dask
-        cache must not serve chunks read before a write."""
-        return uuid.uuid4().hex
-
     def refresh_labels(self) -> None:
-        """Re-read the store into the labels layer (after a write), and hide
-        the overview where labels now are."""
-        if self.session is None or LABELS_NAME not in self.viewer.layers:
-            return
-        layer = self.viewer.layers[LABELS_NAME]
-        layer.data = _layer_data(self.session.display_levels(self._token()))
-        layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
-        self._show_overview(self.session.current_overview())
-
-    def _show_overview(self, overview: Overview) -> None:
-        if OVERVIEW_NAME in self.viewer.layers:
-            layer = self.viewer.layers[OVERVIEW_NAME]
-            layer.data = overview.labels
-            layer.editable = False
+        """Re-read the store into the labels layer (after a write)."""
+        self.layers.refresh()
 
     # -- viewer events -----------------------------------------------------------------
     def _on_camera(self, _event=None) -> None:
@@ -634,28 +504,13 @@ class ViewController:
     def _key_cancel(self, _viewer=None) -> None:
         self.cancel()
 
-    def _painting(self) -> bool:
-        from napari.layers import Labels
-
-        active = self.viewer.layers.selection.active
-        return isinstance(active, Labels) and str(active.mode) not in ("pan_zoom", "transform")
-
-    def _on_mouse_drag(self, _viewer, event):
-        """Right-click without drag (and not while painting) opens the GLNet menu."""
-        if event.button != 2 or self._painting():
-            return
-        start = np.asarray(event.pos, float)
-        position = tuple(event.position)
-        yield
-        moved = False
-        while event.type == "mouse_move":
-            moved = moved or float(np.hypot(*(np.asarray(event.pos, float) - start))) > CLICK_TOLERANCE_PX
-            yield
-        if not moved:
-            self.open_context_menu(position)
-
     # -- the context menu -------------------------------------------------------------------
-    def context_actions(self, world_position) -> list[tuple[str, Callable[[], Any] | None, str]]:
+    @property
+    def last_menu(self):
+        """The last context menu opened."""
+        return self.menu.last
+
+    def context_actions(self, world_position) -> list[Action]:
         """(text, callback or None when disabled, tooltip) for a right-click at ``world_position``."""
         at = self.data_position(world_position)
         rect = self.rectangle_region()
@@ -679,37 +534,8 @@ class ViewController:
         ]
 
     def open_context_menu(self, world_position):
-        """Build the menu for a click at ``world_position`` and pop it up at the cursor."""
-        from qtpy.QtGui import QCursor
-
-        self.last_menu = build_menu(self.context_actions(world_position))
-        self.last_menu.popup(QCursor.pos())
-        return self.last_menu
-
-
-def _index(layers, layer) -> int | None:
-    """Position of ``layer`` (compared with ==: napari's proxies are not the layers themselves)."""
-    return next((i for i, x in enumerate(layers) if x == layer), None)
-
-
-def _layer_data(levels: list):
-    return levels if len(levels) > 1 else levels[0]
-
-
-def build_menu(actions: list[tuple[str, Callable[[], Any] | None, str]], parent=None):
-    """A QMenu with one action per entry (disabled where the callback is None);
-    showing it is the caller's business."""
-    from qtpy.QtWidgets import QMenu
-
-    menu = QMenu(parent)
-    menu.setToolTipsVisible(True)
-    for text, callback, tip in actions:
-        action = menu.addAction(text)
-        action.setToolTip(tip)
-        action.setEnabled(callback is not None)
-        if callback is not None:
-            action.triggered.connect(lambda _checked=False, cb=callback: cb())
-    return menu
+        """Pop the menu up as a right-click at ``world_position`` does."""
+        return self.menu.open(world_position)
 
 
 def _open_progress(on_cancel: Callable[[], None]):

@@ -15,6 +15,10 @@ Embedding (the dock widget does this)::
     dock_layout.addWidget(panel)            # a QWidget
     panel.set_store(other_store)            # when the widget opens another store
 
+Long because it is one QWidget with its table, its scope and ground-truth
+choosers and its refresh scheduling (debounced, large counts in a worker);
+the counting itself is ``region_metrics``.
+
 The panel follows on its own: painting on the edit layer (``events.paint``,
 debounced), accept/undo (``review.store_changed``), camera moves in "current
 view" scope, and Labels layers being added or removed.  ``updated`` is emitted

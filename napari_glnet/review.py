@@ -25,6 +25,10 @@ Embedding (the dock widget does this)::
     review.said.connect(status_label.setText)              # what each action did, in one line
     review.close()
 
+Long because an edit's life (copied, journaled, asked about before strokes
+could be lost, accepted off the GUI thread when large, undone) is one state
+machine over one layer; its Qt-free helpers come first.
+
 A problem the user can cause (bad region, labels outside the class table,
 nothing to undo) is one napari notification and the method returns None.  No
 Qt is imported here.

@@ -19,6 +19,9 @@ library pieces:
 Which parts of the store hold current predictions is recorded in the store
 (``attrs["view"]``), so :meth:`ViewSession.display_levels` can show
 not-yet-segmented pixels as transparent instead of as class 0.
+
+Long because the session joins the scenes, the overview and the store, and
+its record of which tiles are current changes with each of them.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def test_the_iou_change_of_an_accept_is_glnet_metrics_before_and_after(
 def test_segmenting_writes_the_confidence_shown_as_a_toggleable_layer(make_napari_viewer, qtbot, crop, tiny_ckpt):
     from qtpy.QtCore import Qt
 
-    from napari_glnet.controller import LABELS_NAME
+    from napari_glnet.view_layers import LABELS_NAME
 
     viewer = make_napari_viewer()
     w = segmented_widget(viewer, qtbot, crop, tiny_ckpt)

@@ -1,0 +1,200 @@
+"""GLNet's layers over one image: made, reused, kept in place, refreshed.
+
+The controller decides what to segment; this decides how the result shows:
+the overview and the store's labels as two Labels layers, reused for the
+next session (removing a napari layer triggers a full ``gc.collect``:
+seconds in a process holding a model), and GLNet's layers kept directly
+above their image whatever the user adds or moves.  Main thread only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._reader import label_colormap
+from .guided import REVIEWED_NAME, UNCERTAINTY_NAME
+from .review import EDIT_LAYER_NAME
+from .session import Overview, ViewSession, overview_placement
+
+if TYPE_CHECKING:
+    import napari
+
+LABELS_NAME = "GLNet labels"
+OVERVIEW_NAME = "GLNet overview"
+# GLNet's layers, bottom to top, kept directly above their image
+OWN_LAYERS = (UNCERTAINTY_NAME, OVERVIEW_NAME, LABELS_NAME, EDIT_LAYER_NAME, REVIEWED_NAME)
+
+
+class ViewLayers:
+    """The overview and labels layers of the session on screen, and the order
+    of all of GLNet's layers above ``image``.
+
+    ``on_shown(session)`` is called once both layers show a session;
+    ``status`` receives what the user should read (the image was closed)."""
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        on_shown: Callable[[ViewSession], Any],
+        status: Callable[[str], Any],
+    ):
+        self.viewer = viewer
+        self.on_shown = on_shown
+        self.status = status
+        self.image = None  # the image layer GLNet's layers belong to
+        self.session: ViewSession | None = None  # the session the layers show
+        self.placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}  # the image's, for the labels
+        self._restacking = False
+        for name in ("inserted", "moved", "reordered"):
+            getattr(viewer.layers.events, name).connect(self.restack)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+
+    def close(self) -> None:
+        for name in ("inserted", "moved", "reordered"):
+            getattr(self.viewer.layers.events, name).disconnect(self.restack)
+        self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
+    def shows(self, session: ViewSession) -> bool:
+        """Whether both layers show ``session`` now."""
+        layers = self.viewer.layers
+        return self.session is session and LABELS_NAME in layers and OVERVIEW_NAME in layers
+
+    def show(self, session: ViewSession, image, start: int = 0) -> None:
+        """Show ``session``'s overview and store over ``image``, reusing our
+        layers where they fit.  Making a napari layer costs the GUI thread
+        0.3-0.5 s, so a layer made is drawn before the next is made (the
+        overview first): two shorter freezes instead of one long one."""
+        from qtpy.QtCore import QTimer
+
+        self.session, self.image = session, image
+        colormap = label_colormap(session.classes)
+        features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
+        metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
+        overview = session.current_overview()
+        levels = session.display_levels(_token())
+        scale, translate = self.placement["scale"], self.placement["translate"]
+        shown = [
+            (OVERVIEW_NAME, overview.labels, False, overview_placement(overview.step, scale, translate)),
+            (LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement),
+        ]
+        for k, (name, data, multiscale, place) in enumerate(shown):
+            if k < start:
+                continue
+            layer = self._reusable(name, multiscale)
+            made = layer is None
+            if layer is None:
+                layer = self.viewer.add_labels(
+                    data,
+                    name=name,
+                    multiscale=multiscale,
+                    colormap=colormap,
+                    features=features,
+                    opacity=0.5,
+                    metadata=metadata,
+                    **place,
+                )
+            else:
+                layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
+                layer.scale, layer.translate = place["scale"], place["translate"]
+            layer.editable = False  # views of the store and of the model: corrections go through the review layer
+            layer.visible = True
+            if made and k + 1 < len(shown):
+                self.restack()
+                QTimer.singleShot(0, lambda nxt=k + 1: self.session is session and self.show(session, image, nxt))
+                return
+        self.restack()
+        self.on_shown(session)
+
+    def hide(self) -> None:
+        """Hide GLNet's layers (their store was set aside or their image closed);
+        they are reused by the next session."""
+        self.session = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+
+    def refresh(self) -> None:
+        """Re-read the store into the labels layer (after a write), and hide
+        the overview where labels now are."""
+        if self.session is None or LABELS_NAME not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[LABELS_NAME]
+        layer.data = _layer_data(self.session.display_levels(_token()))
+        layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
+        self.show_overview(self.session.current_overview())
+
+    def show_overview(self, overview: Overview) -> None:
+        if OVERVIEW_NAME in self.viewer.layers:
+            layer = self.viewer.layers[OVERVIEW_NAME]
+            layer.data = overview.labels
+            layer.editable = False
+
+    def restack(self, _event=None) -> None:
+        """Keep GLNet's layers directly above their image, in the order
+        the model's confidence (under the labels being reviewed), overview,
+        labels, then the review's (edit, reviewed regions): a layer added
+        later (another image) never covers them."""
+        if self._restacking or self.image is None:
+            return
+        layers = self.viewer.layers
+        ours = [layer for layer in layers if layer.name in OWN_LAYERS]
+        image = _index(layers, self.image)
+        if image is None or not ours:
+            return
+        ours.sort(key=lambda layer: OWN_LAYERS.index(layer.name))
+        own = {id(layer) for layer in ours}
+        wanted = [layer for layer in layers if id(layer) not in own]
+        at = wanted.index(layers[image]) + 1
+        wanted[at:at] = ours
+        if [id(x) for x in wanted] == [id(x) for x in layers]:
+            return
+        self._restacking = True
+        try:
+            for target, layer in enumerate(wanted):
+                current = _index(layers, layer)
+                if current != target:
+                    layers.move(current, target)
+        finally:
+            self._restacking = False
+
+    def _on_layer_removed(self, event) -> None:
+        """The image went: its GLNet layers are hidden (and reused for the next image)."""
+        if self.image is None or event.value != self.image:
+            return
+        self.image = None
+        for layer in self.viewer.layers:
+            if layer.name in OWN_LAYERS:
+                layer.visible = False
+        self.status("the image was closed: its GLNet layers are hidden (its labels stay in the label store)")
+
+    def _reusable(self, name: str, multiscale: bool):
+        """Our layer ``name`` if it can take the new data in place, else None (removed if it cannot)."""
+        from napari.layers import Labels
+
+        layers = self.viewer.layers
+        if name not in layers:
+            return None
+        layer = layers[name]
+        if isinstance(layer, Labels) and bool(layer.multiscale) == multiscale:
+            return layer
+        layers.remove(name)
+        return None
+
+
+def _token() -> str:
+    """A name never used before for the store's dask graph: napari's dask
+    cache must not serve chunks read before a write."""
+    return uuid.uuid4().hex
+
+
+def _index(layers, layer) -> int | None:
+    """Position of ``layer`` (compared with ==: napari's proxies are not the layers themselves)."""
+    return next((i for i, x in enumerate(layers) if x == layer), None)
+
+
+def _layer_data(levels: list):
+    return levels if len(levels) > 1 else levels[0]
