@@ -102,6 +102,7 @@ class IoUPanel(QWidget):
         self._confusion: StoreConfusion | None = None
         self._truth_layer: Labels | None = None
         self._worker: Any = None
+        self._counted_region: Region | None = None  # the region whose numbers the table shows
         self._again = False
         self._warned_range = False
         self.scores: Scores | None = None
@@ -271,12 +272,14 @@ class IoUPanel(QWidget):
             overlay = (overlay[0], np.array(overlay[1]))  # a snapshot: the user keeps painting
         confusion = self._confusion
         if confusion.pending_pixels(region, overlay) <= SYNC_PIXELS:
-            self._counted(confusion, self._count(confusion, region, overlay))
+            self._counted(confusion, region, self._count(confusion, region, overlay))
             return
         from napari.qt.threading import create_worker
 
+        if region != self._counted_region:  # the table holds another region's numbers: never shown as this one's
+            self._blank(f"counting the {self.scope_combo.currentText()}…")
         worker = create_worker(self._count, confusion, region, overlay, _progress={"desc": "IoU"})
-        worker.returned.connect(lambda cm: self._counted(confusion, cm))
+        worker.returned.connect(lambda cm: self._counted(confusion, region, cm))
         worker.finished.connect(self._worker_finished)
         self._worker = worker
         worker.start()
@@ -334,13 +337,16 @@ class IoUPanel(QWidget):
         except GLNetError as exc:
             return Failed(exc)
 
-    def _counted(self, confusion: StoreConfusion, result: tuple[ConfusionMatrix | None, int] | Failed) -> None:
+    def _counted(
+        self, confusion: StoreConfusion, region: Region, result: tuple[ConfusionMatrix | None, int] | Failed
+    ) -> None:
         if confusion is not self._confusion:  # the ground truth or the store changed meanwhile
             return
         if isinstance(result, Failed):
             notify("error", f"IoU not updated: {result}")
             return
         self.confusion, out_of_range = result
+        self._counted_region = region
         if out_of_range and not self._warned_range and self.store is not None:
             self._warned_range = True
             n = len(self.store.classes)
@@ -368,12 +374,7 @@ class IoUPanel(QWidget):
     def _show(self) -> None:
         cm = self.confusion if self._confusion is not None else None
         if cm is None or self.store is None:
-            for i in range(self.table.rowCount()):
-                for col in (2, 3):
-                    self.table.setItem(i, col, QTableWidgetItem(""))
-            self.summary.setText("no ground truth" if self._confusion is None else "nothing in view")
-            self.scores = None
-            self.updated.emit()
+            self._blank("no ground truth" if self._confusion is None else "nothing in view")
             return
         exclude = (0,) if self.exclude_box.isChecked() and len(self.store.classes) > 1 else ()
         scores = cm.scores(exclude=exclude)
@@ -388,6 +389,15 @@ class IoUPanel(QWidget):
         acc = "–" if math.isnan(scores.pixel_accuracy) else f"{scores.pixel_accuracy:.4f}"
         note = " (class 0 excluded)" if exclude else ""
         self.summary.setText(f"mIoU {miou}{note}   pixel accuracy {acc}")
+        self.updated.emit()
+
+    def _blank(self, summary: str) -> None:
+        for i in range(self.table.rowCount()):
+            for col in (2, 3):
+                self.table.setItem(i, col, QTableWidgetItem(""))
+        self.summary.setText(summary)
+        self.scores = None
+        self._counted_region = None
         self.updated.emit()
 
     def _candidates(self) -> list[Labels]:
@@ -431,6 +441,7 @@ class IoUPanel(QWidget):
 
     def _rebuild_confusion(self) -> None:
         self._confusion = None
+        self._counted_region = None  # the table's numbers were another ground truth's
         self.confusion = None
         self._warned_range = False
         layer = self._truth_layer

@@ -99,6 +99,7 @@ def sample_scene(app, weights: str) -> None:
     wait(app, lambda: not w.running)
     w.review.iou.set_ground_truth(viewer.layers["ground truth"])
     w.review.iou.set_scope("whole image")
+    w.review.iou.refresh_now()  # not the debounced recount: the view's numbers would be shot meanwhile
     wait(app, lambda: w.review.iou.scores is not None, 120)
     shoot(app, viewer, REPO / "docs" / "plugin-sample.png")
     viewer.close()

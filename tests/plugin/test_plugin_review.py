@@ -147,15 +147,19 @@ def test_paint_accept_undo_updates_store_and_iou(session, store, scene, qtbot):
     assert_table_shows(panel, expected_iou(truth, pred))
 
 
-def test_current_view_scope_and_exclude_toggle(session, scene, qtbot):
-    viewer, _, _, panel = session
-    _, truth, pred = scene
+def _score_a_part_in_view(viewer, panel) -> tuple[int, int, int, int]:
+    """Zoom in on a part of the image and score the current view: the region in view."""
     panel.set_scope("current view")
     viewer.scene.camera.center = (0, 200, 300)
     viewer.scene.camera.zoom = 8
     panel.refresh_now()
-    region = visible_region(viewer, viewer.layers[0], (SIZE, SIZE))
-    t, l, b, r = region
+    return visible_region(viewer, viewer.layers[0], (SIZE, SIZE))
+
+
+def test_current_view_scope_and_exclude_toggle(session, scene, qtbot):
+    viewer, _, _, panel = session
+    _, truth, pred = scene
+    t, l, b, r = _score_a_part_in_view(viewer, panel)
     assert 0 < b - t < SIZE and 0 < r - l < SIZE
     assert t <= 200 <= b and l <= 300 <= r
     assert_table_shows(panel, expected_iou(truth[t:b, l:r], pred[t:b, l:r]))
@@ -182,6 +186,24 @@ def test_whole_image_counts_in_a_worker(session, scene, qtbot, monkeypatch):
         panel.refresh_now()
         assert panel._worker is not None, "the count went to a worker thread, not the GUI thread"
     assert_table_shows(panel, expected_iou(truth, edited))
+
+
+def test_a_scope_being_counted_never_shows_another_scopes_numbers(session, scene, qtbot, monkeypatch):
+    """Switching to "whole image" while its count runs in a worker: the view's numbers
+    are not left under the new scope; the panel says it is counting, then shows the image's."""
+    viewer, _, _, panel = session
+    _, truth, pred = scene
+    t, l, b, r = _score_a_part_in_view(viewer, panel)
+    assert_table_shows(panel, expected_iou(truth[t:b, l:r], pred[t:b, l:r]))
+    monkeypatch.setattr(iou_panel, "SYNC_PIXELS", -1)  # every count in a worker, as on a huge image
+    panel.set_scope("whole image")
+    panel.refresh_now()
+    assert panel._worker is not None
+    assert panel.summary.text() == "counting the whole image…"
+    assert panel.scores is None
+    assert {panel.table.item(i, 2).text() for i in range(panel.table.rowCount())} == {""}
+    qtbot.waitUntil(lambda: panel.scores is not None, timeout=10000)
+    assert_table_shows(panel, expected_iou(truth, pred))
 
 
 def test_keys_accept_and_cycle_classes(session, store, scene, qtbot):
