@@ -35,6 +35,11 @@ def intersect(a: Region, b: Region) -> Region | None:
     return (top, left, bottom, right) if top < bottom and left < right else None
 
 
+def overlaps_any(a: Region, regions: Iterable[Region]) -> bool:
+    """Whether ``a`` overlaps any of ``regions``."""
+    return any(intersect(a, r) is not None for r in regions)
+
+
 def overlap(a: Region, b: Region) -> Region:
     """The overlap of two regions known to overlap (e.g. a scene that covers a block)."""
     box = intersect(a, b)

@@ -9,8 +9,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from glnet.atomic import fsync_dir, fsync_file
-
-Region = tuple[int, int, int, int]
+from glnet.geometry import Region
 
 
 def chunk_files(array: zarr.Array, region: Region) -> list[Path]:

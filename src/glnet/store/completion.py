@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from glnet.errors import GLNetError
+from glnet.geometry import Region, overlaps_any
 
-Region = tuple[int, int, int, int]
 BLOCK_CHUNKS = 2  # a block of a streaming run is 2 x 2 store chunks
 
 
@@ -65,8 +65,7 @@ def completion(attrs: dict, shape: tuple[int, int]) -> Completion:
 
 
 def overlaps_missing(region: Region, state: Completion) -> bool:
-    t, l, b, r = region
-    return any(t < mb and mt < b and l < mr and ml < r for mt, ml, mb, mr in state.missing)
+    return overlaps_any(region, state.missing)
 
 
 def require_complete(state: Completion, path: Any, hint: str) -> None:

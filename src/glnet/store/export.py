@@ -21,7 +21,7 @@ from PIL import Image
 
 from glnet.atomic import atomic_write
 from glnet.errors import GLNetError
-from glnet.geometry import Region
+from glnet.geometry import Region, overlaps_any
 from glnet.io.labels import write_label
 from glnet.outputs import refuse_overlap
 from glnet.store.completion import overlaps_missing, require_complete
@@ -53,10 +53,6 @@ def tile_regions(regions: list[Region], tile: int) -> list[Region]:
             for left, right in _axis_starts(l, r, tile):
                 out[(top, left, bottom, right)] = None
     return list(out)
-
-
-def _overlaps(a: Region, regions: list[Region]) -> bool:
-    return any(a[0] < r[2] and r[0] < a[2] and a[1] < r[3] and r[1] < a[3] for r in regions)
 
 
 def _split(n: int, val_fraction: float, seed: int) -> list[str]:
@@ -208,8 +204,8 @@ def export_tiles(
                 "mask": mask_name,
                 "region": [t, l, b, r],
                 "split": split,
-                "reviewed": _overlaps(region, reviewed),
-                "corrected": _overlaps(region, corrected),
+                "reviewed": overlaps_any(region, reviewed),
+                "corrected": overlaps_any(region, corrected),
             }
         )
         if progress is not None:
