@@ -52,9 +52,9 @@ def read_label_store(path: str) -> list[tuple]:
     store = LabelStore.open(path, mode="r")
     state = store.completion
     if not state.complete:  # unwritten blocks read as class 0: say so
-        from napari.utils.notifications import show_warning
+        from .workers import notify
 
-        show_warning(state.describe(path))
+        notify("warning", state.describe(path))
     levels = [da.from_zarr(level) for level in store.levels]
     meta = {
         "name": f"{Path(path).stem} {store.name}",

@@ -45,7 +45,7 @@ from .guided import NEXT_KEY, UNCERTAINTY_KEY
 from .layers import camera, level0, to_data, visible_region
 from .review import ACCEPT_KEY, NEXT_CLASS_KEY, OUTLINE_KEY, UNDO_ACCEPT_KEY
 from .session import Overview, RefineProgress, ViewSession
-from .view_layers import LABELS_NAME, OVERVIEW_NAME, ViewLayers
+from .view_layers import LABELS_NAME, ViewLayers
 from .view_worker import (
     MAX_AUTO_SCENES,
     Done,
@@ -125,7 +125,6 @@ class ViewController:
         self.auto_refine = False
         # One core stays with the GUI thread where there are cores to spare.
         self.threads = max(1, available_cpus() - 1) if available_cpus() > 2 else available_cpus()
-        self.session: ViewSession | None = None
         self.worker = None
         self._runner = Runner()
         self._pending: Request | Preload | None = None
@@ -158,6 +157,11 @@ class ViewController:
         for key in KEYS.values():
             self.viewer.bind_key(key, None)
         self.layers.close()
+
+    @property
+    def session(self) -> ViewSession | None:
+        """The session whose labels the viewer shows (None before the first segmentation, or after a reset)."""
+        return self.layers.session
 
     @property
     def image(self):
@@ -278,7 +282,6 @@ class ViewController:
             self.status.emit(f"the store was not reset: {e}")
             return None
         self._runner.session = self._runner.key = None
-        self.session = None
         self.layers.hide()
         self.status.emit(f"label store reset: the old one is kept as {kept}; Segment view starts an empty store")
         return str(kept)
@@ -413,9 +416,7 @@ class ViewController:
     def _on_ready(self, ready: Ready) -> None:
         self.device.emit(ready.device)
         self._warn_untrained(ready.untrained)
-        layers = self.viewer.layers
-        if ready.new or self.session is not ready.session or LABELS_NAME not in layers or OVERVIEW_NAME not in layers:
-            self.session = ready.session
+        if ready.new or not self.layers.shows(ready.session):
             self.layers.show(ready.session, self._request_layer)
         self.status.emit(f"segmenting on {ready.device} into {ready.session.store.path}")
 

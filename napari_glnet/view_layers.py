@@ -74,16 +74,14 @@ class ViewLayers:
         colormap = label_colormap(session.classes)
         features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
         metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
-        overview = session.current_overview()
-        levels = session.display_levels(_token())
-        scale, translate = self.placement["scale"], self.placement["translate"]
-        shown = [
-            (OVERVIEW_NAME, overview.labels, False, overview_placement(overview.step, scale, translate)),
-            (LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement),
-        ]
-        for k, (name, data, multiscale, place) in enumerate(shown):
-            if k < start:
-                continue
+        for k in range(start, 2):  # the overview, then the store's labels
+            if k == 0:
+                overview = session.current_overview()
+                place = overview_placement(overview.step, self.placement["scale"], self.placement["translate"])
+                name, data, multiscale = OVERVIEW_NAME, overview.labels, False
+            else:
+                levels = session.display_levels(_token())
+                name, data, multiscale, place = LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement
             layer = self._reusable(name, multiscale)
             made = layer is None
             if layer is None:
@@ -102,9 +100,9 @@ class ViewLayers:
                 layer.scale, layer.translate = place["scale"], place["translate"]
             layer.editable = False  # views of the store and of the model: corrections go through the review layer
             layer.visible = True
-            if made and k + 1 < len(shown):
+            if made and k == 0:
                 self.restack()
-                QTimer.singleShot(0, lambda nxt=k + 1: self.session is session and self.show(session, image, nxt))
+                QTimer.singleShot(0, lambda: self.session is session and self.show(session, image, 1))
                 return
         self.restack()
         self.on_shown(session)
@@ -113,6 +111,9 @@ class ViewLayers:
         """Hide GLNet's layers (their store was set aside or their image closed);
         they are reused by the next session."""
         self.session = None
+        self._hide_own()
+
+    def _hide_own(self) -> None:
         for layer in self.viewer.layers:
             if layer.name in OWN_LAYERS:
                 layer.visible = False
@@ -166,9 +167,7 @@ class ViewLayers:
         if self.image is None or event.value != self.image:
             return
         self.image = None
-        for layer in self.viewer.layers:
-            if layer.name in OWN_LAYERS:
-                layer.visible = False
+        self._hide_own()
         self.status("the image was closed: its GLNet layers are hidden (its labels stay in the label store)")
 
     def _reusable(self, name: str, multiscale: bool):
