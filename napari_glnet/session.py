@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 
 TILE = 1024  # refined labels are written in tiles of 2 x 2 store chunks
 STORE_CHUNK = 512
+# Scenes whose global pass stays in memory: a 3 x 3 block, what a view at zoom 1
+# spans, so the overview's global passes are the ones the refinement uses (with 4,
+# a 9-scene view ran 10 of its 9 global passes again), within KEEP_BYTES: a scene
+# holds about 32 MB with the demo model (all 9 kept), 117 MB with the authors'
+# ResNet-50 (4 kept).
+KEEP_SCENES = 9
+KEEP_BYTES = 512 * 2**20
 
 
 # -- choosing the store -------------------------------------------------------------
@@ -173,12 +180,14 @@ class ViewSession:
         scene_size: int | None = None,
         overlap: int | None = None,
         tile: int = TILE,
-        keep_sessions: int = 4,
+        keep_sessions: int = KEEP_SCENES,
     ):
         self.image = image
         self.store = store
         self.tile = int(tile)
-        self.scenes = SceneSession(segmenter, image, scene_size, overlap, keep_sessions=keep_sessions)
+        self.scenes = SceneSession(
+            segmenter, image, scene_size, overlap, keep_sessions=keep_sessions, keep_bytes=KEEP_BYTES
+        )
         if tuple(store.shape) != self.scenes.shape:
             raise GLNetError(f"the label store is {store.shape} px but the image is {self.scenes.shape} px")
         if store.classes != segmenter.checkpoint.classes:

@@ -79,6 +79,32 @@ def test_regions_and_order_do_not_change_the_result(mode):
     np.testing.assert_array_equal(session.result().labels, whole.labels)
 
 
+def _global_passes(seg: Segmenter) -> list[int]:
+    """A running count of the global branch's passes (a forward hook on its backbone)."""
+    count = [0]
+    seg.global_net.resnet_global.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+@pytest.mark.parametrize("keep_bytes", [None, 1])
+def test_kept_global_passes_are_reused_within_the_memory_budget(keep_bytes):
+    """An overview of every scene then the patches: with room for every scene's
+    global context, each global pass runs once; with no room (``keep_bytes``),
+    every pass runs again (the one scene kept goes when the next opens).  The
+    labels are the same."""
+    image = structured_image(330, 290, seed=3)  # 2 x 2 scenes
+    whole = run_all(SceneSession(segmenter("global2local"), image))
+    seg = segmenter("global2local")
+    passes = _global_passes(seg)
+    session = SceneSession(seg, image, keep_sessions=9, keep_bytes=keep_bytes)
+    rows, cols = np.arange(0, SCENE, 7), np.arange(0, SCENE, 7)
+    for i in range(len(session.grid)):
+        session.global_labels(i, rows, cols)
+    assert passes[0] == 4
+    np.testing.assert_array_equal(run_all(session).labels, whole.labels)
+    assert passes[0] == (4 if keep_bytes is None else 8)
+
+
 def test_blending_leaves_no_seam_at_scene_edges():
     """Where two scenes overlap, the result moves linearly from one scene's
     logits to the other's across the overlap."""

@@ -173,6 +173,15 @@ class ImageSession:
         self._fine: list[int] | None = None  # coarse-to-fine: the patches the local branch runs
         self._fine_set: set[int] | None = None
 
+    @property
+    def nbytes(self) -> int:
+        """Memory this session holds (the scene, its patch logits, its global
+        context): what a caller keeping several sessions budgets."""
+        held = [self._logits, *(self._context.features.maps() if self._context is not None else ())]
+        if self._context is not None:
+            held.append(self._context.ps3)
+        return self.image.nbytes + sum(t.numel() * t.element_size() for t in held)
+
     # -- pieces --------------------------------------------------------
     def global_image(self) -> torch.Tensor:
         s = self.seg.size_g

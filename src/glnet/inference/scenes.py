@@ -149,6 +149,7 @@ class SceneSession:
         scene_size: int | None = None,
         overlap: int | None = None,
         keep_sessions: int = 2,
+        keep_bytes: int | None = None,
     ):
         if len(image.shape) != 3 or image.shape[2] != 3:
             raise GLNetError(f"expected an RGB image of shape (H, W, 3), got {tuple(image.shape)}")
@@ -159,6 +160,7 @@ class SceneSession:
             int(image.shape[0]), int(image.shape[1]), scene, scene // 8 if overlap is None else overlap
         )
         self.keep_sessions = keep_sessions
+        self.keep_bytes = keep_bytes  # also at most this much memory in kept sessions (one is always kept)
         self._sessions: OrderedDict[int, ImageSession] = OrderedDict()
         self.finished: dict[int, PatchResults] = {}
         self._partial: dict[int, PatchResults] = {}  # the patches of the last region run per scene
@@ -174,7 +176,9 @@ class SceneSession:
         them half-updated).  ``self`` when it is the same Segmenter."""
         if segmenter is self.seg:
             return self
-        other = SceneSession(segmenter, self.image, self.grid.scene, self.grid.overlap, self.keep_sessions)
+        other = SceneSession(
+            segmenter, self.image, self.grid.scene, self.grid.overlap, self.keep_sessions, self.keep_bytes
+        )
         other.finished.update(self.finished)
         return other
 
@@ -193,15 +197,25 @@ class SceneSession:
             self._sessions.move_to_end(index)
         else:
             self._sessions[index] = self.seg.open(self.read_scene(index))
-            while len(self._sessions) > self.keep_sessions:
-                self._sessions.popitem(last=False)
+            self._evict()
         return self._sessions[index]
+
+    def _evict(self) -> None:
+        """Forget the least recently used sessions beyond ``keep_sessions`` or ``keep_bytes``."""
+        while len(self._sessions) > self.keep_sessions or (
+            self.keep_bytes is not None
+            and len(self._sessions) > 1
+            and sum(s.nbytes for s in self._sessions.values()) > self.keep_bytes
+        ):
+            self._sessions.popitem(last=False)
 
     def global_labels(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Scene ``index``'s global-branch labels at its pixels ``rows`` x
         ``cols`` (scene coordinates): a fast overview, one global pass per
         scene, shared with the scene's later patch work while its session is kept."""
-        return self._session(index).global_labels(rows, cols)
+        labels = self._session(index).global_labels(rows, cols)
+        self._evict()  # the session now holds its global context
+        return labels
 
     def run_scene(self, index: int) -> Iterator[Progress]:
         """Segment a whole scene and keep its compact result."""
