@@ -63,49 +63,57 @@ class ViewLayers:
         layers = self.viewer.layers
         return self.session is session and LABELS_NAME in layers and OVERVIEW_NAME in layers
 
-    def show(self, session: ViewSession, image, start: int = 0) -> None:
+    def show(self, session: ViewSession, image) -> None:
         """Show ``session``'s overview and store over ``image``, reusing our
         layers where they fit.  Making a napari layer costs the GUI thread
-        0.3-0.5 s, so a layer made is drawn before the next is made (the
-        overview first): two shorter freezes instead of one long one."""
+        0.4-0.8 s (Qt controls, vispy visuals), so only the overview layer is
+        made now; a labels layer still to be made waits until the store has
+        labels to show (the next event-loop turn if it has, else the first tile
+        written: :meth:`refresh`), so the overview is drawn before that freeze."""
         from qtpy.QtCore import QTimer
 
         self.session, self.image = session, image
+        overview = session.current_overview()
+        place = overview_placement(overview.step, self.placement["scale"], self.placement["translate"])
+        self._put(OVERVIEW_NAME, overview.labels, False, place)
+        if self._reusable(LABELS_NAME, len(session.store.levels) > 1) is not None:
+            self._show_labels()
+        elif session.shown_regions():
+            QTimer.singleShot(0, lambda: self.session is session and not self.shows(session) and self._show_labels())
+        else:
+            self.restack()
+
+    def _show_labels(self) -> None:
+        """Put the store's labels into the labels layer (made if missing), then tell ``on_shown``."""
+        session = self.session
+        levels = session.display_levels(_token())
+        self._put(LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement)
+        self.restack()
+        self.on_shown(session)
+
+    def _put(self, name: str, data, multiscale: bool, place: dict) -> None:
+        """Our layer ``name`` showing ``data`` at ``place``: reused where it can be, else made."""
+        session = self.session
         colormap = label_colormap(session.classes)
         features = {"index": np.arange(len(session.classes)), "class": list(session.classes.names)}
         metadata = {"glnet_classes": session.classes.to_list(), "glnet_store": str(session.store.path)}
-        for k in range(start, 2):  # the overview, then the store's labels
-            if k == 0:
-                overview = session.current_overview()
-                place = overview_placement(overview.step, self.placement["scale"], self.placement["translate"])
-                name, data, multiscale = OVERVIEW_NAME, overview.labels, False
-            else:
-                levels = session.display_levels(_token())
-                name, data, multiscale, place = LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement
-            layer = self._reusable(name, multiscale)
-            made = layer is None
-            if layer is None:
-                layer = self.viewer.add_labels(
-                    data,
-                    name=name,
-                    multiscale=multiscale,
-                    colormap=colormap,
-                    features=features,
-                    opacity=0.5,
-                    metadata=metadata,
-                    **place,
-                )
-            else:
-                layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
-                layer.scale, layer.translate = place["scale"], place["translate"]
-            layer.editable = False  # views of the store and of the model: corrections go through the review layer
-            layer.visible = True
-            if made and k == 0:
-                self.restack()
-                QTimer.singleShot(0, lambda: self.session is session and self.show(session, image, 1))
-                return
-        self.restack()
-        self.on_shown(session)
+        layer = self._reusable(name, multiscale)
+        if layer is None:
+            layer = self.viewer.add_labels(
+                data,
+                name=name,
+                multiscale=multiscale,
+                colormap=colormap,
+                features=features,
+                opacity=0.5,
+                metadata=metadata,
+                **place,
+            )
+        else:
+            layer.data, layer.colormap, layer.features, layer.metadata = data, colormap, features, metadata
+            layer.scale, layer.translate = place["scale"], place["translate"]
+        layer.editable = False  # views of the store and of the model: corrections go through the review layer
+        layer.visible = True
 
     def hide(self) -> None:
         """Hide GLNet's layers (their store was set aside or their image closed);
@@ -119,13 +127,16 @@ class ViewLayers:
                 layer.visible = False
 
     def refresh(self) -> None:
-        """Re-read the store into the labels layer (after a write), and hide
-        the overview where labels now are."""
-        if self.session is None or LABELS_NAME not in self.viewer.layers:
+        """Re-read the store into the labels layer (after a write; made if it
+        is still missing), and hide the overview where labels now are."""
+        if self.session is None:
             return
-        layer = self.viewer.layers[LABELS_NAME]
-        layer.data = _layer_data(self.session.display_levels(_token()))
-        layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
+        if LABELS_NAME not in self.viewer.layers:
+            self._show_labels()
+        else:
+            layer = self.viewer.layers[LABELS_NAME]
+            layer.data = _layer_data(self.session.display_levels(_token()))
+            layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
         self.show_overview(self.session.current_overview())
 
     def show_overview(self, overview: Overview) -> None:
