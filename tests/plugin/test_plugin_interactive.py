@@ -72,3 +72,33 @@ def test_segment_view_pressed_while_the_model_loads_waits_for_it(viewer, qtbot, 
         np.testing.assert_array_equal(shown[t:b, l:r], got)  # drawn: the engine's labels
     finally:
         settle(qtbot, w)
+
+
+def _window_movies():
+    from qtpy.QtWidgets import QApplication, QLabel
+
+    labels = [label for window in QApplication.topLevelWidgets() for label in window.findChildren(QLabel)]
+    return [label.movie() for label in labels if label.movie() is not None]
+
+
+def test_the_window_is_still_while_glnet_segments(viewer, qtbot, crop, tiny_ckpt):
+    """napari's activity indicator is a GIF: each of its frames recomposes the
+    whole window, which on a display without a GPU took a third of a 2-core
+    machine from the model.  While GLNet works it stays shown but still."""
+    from qtpy.QtGui import QMovie
+
+    w = open_widget(viewer, crop, tiny_ckpt, batch_size=2)
+    ctl = w.controller
+    try:
+        qtbot.waitUntil(lambda: "ready to segment" in w.status.value, timeout=60_000)
+        set_view(viewer, (90, 150), 4.0)
+        w.start()
+        assert ctl.running
+        states = [movie.state() for movie in _window_movies()]
+        assert QMovie.MovieState.Paused in states  # napari started its indicator with our progress bar
+        assert QMovie.MovieState.Running not in states
+        wait_idle(qtbot, ctl)
+        assert w.status.value.startswith("done")
+        assert QMovie.MovieState.Paused not in [movie.state() for movie in _window_movies()]
+    finally:
+        settle(qtbot, w)
