@@ -51,7 +51,7 @@ STORE_CHUNK = 512
 # Scenes whose global pass stays in memory: a 3 x 3 block, what a view at zoom 1
 # spans, so the overview's global passes are the ones the refinement uses (with 4,
 # a 9-scene view ran 10 of its 9 global passes again), within KEEP_BYTES: a scene
-# holds about 32 MB with the demo model (all 9 kept), 117 MB with the authors'
+# holds about 9 MB with the demo model (all 9 kept), 117 MB with the authors'
 # ResNet-50 (4 kept).
 KEEP_SCENES = 9
 KEEP_BYTES = 512 * 2**20
