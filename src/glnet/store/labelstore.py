@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from glnet.atomic import atomic_write, fsync_dir, is_tmp_name
+from glnet.atomic import atomic_write, fsync_dir, is_tmp_name, synced_write
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.faults import point
@@ -113,7 +113,9 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_write(path) as f:
+    """A journal file: only fsynced, as the journal's marker (written
+    atomically after it) is what makes it count."""
+    with synced_write(path) as f:
         np.save(f, array)
 
 
@@ -467,14 +469,16 @@ class LabelStore:
         journal = self._dir / "journal"
         shutil.rmtree(journal, ignore_errors=True)  # an unfinished journal of a write that never began
         journal.mkdir(parents=True)
+        fsync_dir(self._dir)  # the journal folder itself survives a power cut with its marker
         regions = []
         try:
             for k, ((t, l, b, r), _) in enumerate(plan):
                 before = old if k == 0 else np.asarray(self._levels[k][t:b, l:r])
                 _save_npy(journal / f"level{k}.npy", before)
                 regions.append([t, l, b, r])
-            with atomic_write(journal / "state.json") as f:
+            with synced_write(journal / "state.json") as f:
                 f.write((self._dir / "state.json").read_bytes())
+            fsync_dir(journal)  # every journal file is on disk before the marker can be
             _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
         except BaseException:  # nothing was touched yet
             shutil.rmtree(journal, ignore_errors=True)
