@@ -107,6 +107,13 @@ def _write_json(path: Path, data: Any) -> None:
         f.write(json.dumps(data, indent=1).encode())
 
 
+def _check_attrs(values: dict) -> None:
+    try:
+        json.dumps(values)
+    except TypeError as exc:
+        raise GLNetError(f"label store attrs must be JSON-serialisable: {exc}") from None
+
+
 def _save_npz(path: Path, **arrays: Any) -> None:
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
@@ -325,15 +332,20 @@ class LabelStore:
         edit: bool = True,
         author: str | None = None,
         note: str = "",
+        attrs: dict | None = None,
     ) -> dict | None:
         """Write level-0 labels into ``region`` and rebuild the coarser levels there.
 
         ``edit=True`` (a person's correction) records an edit-log entry and undo
         data and returns the entry; ``edit=False`` (the segmenter writing its
-        predictions) records nothing. Nothing is written, and None is returned,
-        when no pixel changes.
+        predictions) records nothing. ``attrs`` are merged into :attr:`attrs`
+        by the same state write, so a writer's record of what it wrote (the
+        plugin's refined tiles, a run's blocks) commits with the labels and
+        costs no second one. Nothing but ``attrs`` is written, and None is
+        returned, when no pixel changes.
         """
         self._check_writable()
+        _check_attrs(attrs or {})
         region = _check_region(region, self.shape)
         labels = np.asarray(labels)
         t, l, b, r = region
@@ -347,9 +359,10 @@ class LabelStore:
         labels = labels.astype(self._levels[0].dtype, copy=False)
         with self._lock:
             around, old = self._read_around(region)
-            changes = _changes(old, labels, len(self.classes))
-            if not changes:
+            if np.array_equal(old, labels):  # far cheaper than counting the changes
                 log.debug("write to %s changes nothing", list(region))
+                if attrs:
+                    self.update_attrs(**attrs)
                 return None
             entry = None
             if edit:
@@ -359,9 +372,9 @@ class LabelStore:
                     "author": author or _user(),
                     "region": list(region),
                     "note": note,
-                    "changes": changes,
+                    "changes": _changes(old, labels, len(self.classes)),
                 }
-            self._transaction(region, labels, around, old, entry=entry)
+            self._transaction(region, labels, around, old, entry=entry, attrs=attrs)
             return entry
 
     def undo(self) -> dict | None:
@@ -397,13 +410,10 @@ class LabelStore:
     def update_attrs(self, **values: Any) -> None:
         """Merge JSON-serialisable ``values`` into :attr:`attrs` (saved atomically)."""
         self._check_writable()
+        _check_attrs(values)
         with self._lock:
             state = self._load_state()
             state["attrs"].update(values)
-            try:
-                json.dumps(state["attrs"])
-            except TypeError as exc:
-                raise GLNetError(f"label store attrs must be JSON-serialisable: {exc}") from None
             _write_json(self._dir / "state.json", state)
 
     # -- internals -------------------------------------------------------------------
@@ -415,10 +425,12 @@ class LabelStore:
         if self._mode == "r":
             raise GLNetError(f"{self.path} was opened read-only (mode 'r')")
 
-    def _load_state(self) -> dict:
-        # Re-read every time: another process (segmenter, napari) may have changed it.
+    def _load_state(self, text: bytes | None = None) -> dict:
+        """The state file, or ``text`` just read from it (a write reads it once).
+
+        Re-read every time: another process (segmenter, napari) may have changed it."""
         try:
-            state = json.loads((self._dir / "state.json").read_text())
+            state = json.loads((self._dir / "state.json").read_bytes() if text is None else text)
         except (OSError, ValueError) as exc:
             raise GLNetError(f"cannot read {self._dir / 'state.json'}: {exc}") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
@@ -459,6 +471,7 @@ class LabelStore:
         old: np.ndarray,
         entry: dict | None = None,
         undo: dict | None = None,
+        attrs: dict | None = None,
     ) -> None:
         """Write all levels and the state, or (after any failure or kill) nothing.
 
@@ -466,6 +479,7 @@ class LabelStore:
         marker removed (the commit), then what only the old state needed is
         deleted. Each step is on disk (fsynced) before the next begins."""
         plan = self._plan(region, labels, around)
+        saved = (self._dir / "state.json").read_bytes()
         journal = self._dir / "journal"
         shutil.rmtree(journal, ignore_errors=True)  # an unfinished journal of a write that never began
         journal.mkdir(parents=True)
@@ -477,7 +491,7 @@ class LabelStore:
                 _save_npy(journal / f"level{k}.npy", before)
                 regions.append([t, l, b, r])
             with synced_write(journal / "state.json") as f:
-                f.write((self._dir / "state.json").read_bytes())
+                f.write(saved)
             fsync_dir(journal)  # every journal file is on disk before the marker can be
             _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
         except BaseException:  # nothing was touched yet
@@ -489,7 +503,7 @@ class LabelStore:
                 self._levels[k][t:b, l:r] = data
                 self._sync_level(k, (t, l, b, r))
                 point(f"level-written-{k}")
-            self._commit_state(old, entry, undo)
+            state = self._commit_state(self._load_state(saved), old, entry, undo, attrs)
             point("state-saved")
         except BaseException:
             log.warning("write to %s failed; restoring the previous labels", list(region))
@@ -503,16 +517,22 @@ class LabelStore:
         fsync_dir(journal)
         point("committed")
         shutil.rmtree(journal, ignore_errors=True)
-        self._collect_garbage()
+        if entry is not None or undo is not None:  # only a changed edit log leaves undo data unneeded
+            self._prune_undo(state)
 
     def _sync_level(self, k: int, region: Region) -> None:
         """fsync the chunk files of ``region`` of level ``k`` (zarr does not)."""
         sync_chunks(self._levels[k], region)
 
-    def _commit_state(self, old: np.ndarray, entry: dict | None, undo: dict | None) -> None:
-        if entry is None and undo is None:
-            return
-        state = self._load_state()
+    def _commit_state(
+        self, state: dict, old: np.ndarray, entry: dict | None, undo: dict | None, attrs: dict | None
+    ) -> dict:
+        """Write the new ``state`` (the journalled one changed by the edit, the
+        undo or ``attrs``), when there is anything to change; return it."""
+        if entry is None and undo is None and not attrs:
+            return state
+        if attrs:
+            state["attrs"].update(attrs)
         if undo is not None:
             state["edits"] = [e for e in state["edits"] if e["id"] != undo["id"]]
         if entry is not None:
@@ -521,6 +541,7 @@ class LabelStore:
             _save_npz(self._dir / "undo" / f"{entry['id']}.npz", labels=old)
             state["edits"].append(entry)
         _write_json(self._dir / "state.json", state)
+        return state
 
     def _rollback(self) -> None:
         """Put back what the journal saved: every level region and the state
@@ -552,15 +573,20 @@ class LabelStore:
         self._collect_garbage()
 
     def _collect_garbage(self) -> None:
-        """Delete what no committed state needs: undo data beyond the last
-        UNDO_KEEP logged edits (pruned, undone, or of an edit rolled back) and
-        hidden temporary files of killed writes. Only the writer does this."""
-        keep = {f"{e['id']}.npz" for e in self._load_state()["edits"][-UNDO_KEEP:]}
-        for f in (self._dir / "undo").iterdir():
-            if f.name not in keep:
-                f.unlink(missing_ok=True)
+        """Delete what no committed state needs: undo data no logged edit needs
+        and hidden temporary files of killed writes (after a rollback, and on
+        opening for writing). Only the writer does this."""
+        self._prune_undo(self._load_state())
         for f in (self.path / ".glnet").rglob(".*"):  # also a streaming run's saved scenes
             if is_tmp_name(f.name) and f.is_file():
+                f.unlink(missing_ok=True)
+
+    def _prune_undo(self, state: dict) -> None:
+        """Delete undo data beyond the last UNDO_KEEP logged edits of ``state``
+        (pruned, undone, or of an edit rolled back)."""
+        keep = {f"{e['id']}.npz" for e in state["edits"][-UNDO_KEEP:]}
+        for f in (self._dir / "undo").iterdir():
+            if f.name not in keep:
                 f.unlink(missing_ok=True)
 
 
