@@ -42,6 +42,7 @@ import shutil
 import threading
 import weakref
 from datetime import UTC, datetime
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,10 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
     quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
     wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
     bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
+    same = {pair: (quads[pair[0]] == quads[pair[1]]).view(np.uint8) for pair in combinations(range(4), 2)}
     best = np.zeros(quads[0].shape, wide)
     for i, q in enumerate(quads):
-        votes = np.zeros(q.shape, wide)
-        for j, other in enumerate(quads):
-            if j != i:
-                votes += q == other
+        votes = sum(same[min(i, j), max(i, j)] for j in range(4) if j != i).astype(wide)  # each pair compared once
         rank: np.ndarray = top - q.astype(wide)  # the smaller class ranks higher
         key = (votes << bits) | rank  # more votes first, then the smaller class
         best = np.maximum(best, key)
@@ -458,8 +457,11 @@ class LabelStore:
             (pt, pl, pb, pr), prev = plan[-1]
             st, sl, sb, sr = self._source((pt, pl, pb, pr), k - 1)
             t, l, b, r = st // 2, sl // 2, (sb + 1) // 2, (sr + 1) // 2
-            source = around if k == 1 else np.asarray(self._levels[k - 1][st:sb, sl:sr])
-            source[pt - st : pb - st, pl - sl : pr - sl] = prev
+            if (st, sl, sb, sr) == (pt, pl, pb, pr):  # level k-1 is all new there: nothing to read
+                source = prev
+            else:
+                source = around if k == 1 else np.asarray(self._levels[k - 1][st:sb, sl:sr])
+                source[pt - st : pb - st, pl - sl : pr - sl] = prev
             plan.append(((t, l, b, r), downsample_mode(source)))
         return plan
 
