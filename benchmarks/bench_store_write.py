@@ -8,7 +8,8 @@ with the plugin's ``view`` attrs (what ``session._write_predictions`` does),
 then ``ConfidenceMap.write``.  Random labels are the worst case for zstd,
 which then takes most of the time; ``--blocky`` writes 16 px cells of one
 value instead, closer to a model's output.  Prints the median and best ms per
-tile of each part and the fsyncs per tile.  Use a folder on a real disk
+tile of each part, the CPU time (all threads: steadier than wall time on a
+busy machine, but blind to fsync waits) and the fsyncs per tile.  Use a folder on a real disk
 (fsyncs cost nothing in /dev/shm); glnet before write() took ``attrs`` is
 timed with a separate update_attrs.
 """
@@ -61,8 +62,8 @@ def tile_values(rng: np.random.Generator, low: int, high: int, blocky: bool) -> 
     return np.repeat(np.repeat(cells, 16, 0), 16, 1)
 
 
-def one_round(folder: Path, rng: np.random.Generator, blocky: bool) -> list[tuple[float, float, int]]:
-    """(write ms, confidence ms, fsyncs) of each tile of a fresh store."""
+def one_round(folder: Path, rng: np.random.Generator, blocky: bool) -> list[tuple[float, float, float, int]]:
+    """(write ms, confidence ms, CPU ms of both, fsyncs) of each tile of a fresh store."""
     global _fsyncs
     store = LabelStore.create(folder / "s.zarr", (SIDE, SIDE), ClassTable.default(7), chunk=CHUNK, overwrite=True)
     cmap = ConfidenceMap.open(store)
@@ -73,12 +74,12 @@ def one_round(folder: Path, rng: np.random.Generator, blocky: bool) -> list[tupl
         labels = tile_values(rng, 0, 7, blocky)
         confidence = tile_values(rng, 1, 256, blocky)
         _fsyncs = 0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         write_predictions(store, tile, labels, refined)
         t1 = time.perf_counter()
         cmap.write(tile, confidence)
-        t2 = time.perf_counter()
-        out.append(((t1 - t0) * 1000, (t2 - t1) * 1000, _fsyncs))
+        t2, c2 = time.perf_counter(), time.process_time()
+        out.append(((t1 - t0) * 1000, (t2 - t1) * 1000, (c2 - c0) * 1000, _fsyncs))
     store.close()
     return out
 
@@ -100,12 +101,18 @@ def main() -> None:
         if prof:
             prof.disable()
             prof.dump_stats(args.profile)
-    write, conf, fsyncs = zip(*rows)
+    write, conf, cpu, fsyncs = zip(*rows)
     total = [a + b for a, b in zip(write, conf)]
     kind = "blocky" if args.blocky else "random"
     print(f"{len(rows)} tiles of {TILE} px ({kind}) in a {SIDE} px store (chunk {CHUNK}), ms per tile:")
     print(f"  {'':22} {'median':>7} {'best':>7}")
-    for name, ms in (("labels write + attrs", write), ("confidence write", conf), ("total", total)):
+    parts = (
+        ("labels write + attrs", write),
+        ("confidence write", conf),
+        ("total", total),
+        ("total CPU (all threads)", cpu),
+    )
+    for name, ms in parts:
         print(f"  {name:22} {statistics.median(ms):7.1f} {min(ms):7.1f}")
     print(f"  {'fsyncs per tile':22} {statistics.median(fsyncs):7.0f}")
 
