@@ -346,9 +346,10 @@ class ViewSession:
         if edited.any():
             labels = labels.copy()
             labels[edited] = self.store.read(tile)[edited]
-        self.store.write(tile, labels, edit=False)
+        refined = [list(r) for r in [*self._refined, tile]]
+        # the record of refined tiles commits with the labels, in the write's one state write
+        self.store.write(tile, labels, edit=False, attrs={"view": {"model": self._model_key, "refined": refined}})
         self._refined.append(tile)
-        self.store.update_attrs(view={"model": self._model_key, "refined": [list(r) for r in self._refined]})
 
     # -- what the viewer shows ---------------------------------------------------------
     def shown_regions(self) -> list[Region]:

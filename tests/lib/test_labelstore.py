@@ -55,6 +55,23 @@ def test_create_open_round_trip(tmp_path):
     assert len(level_shapes((10, 10), 512)) == 1
 
 
+def test_a_write_commits_attrs_with_its_labels(store):
+    """What a writer records about its writes (the plugin's refined tiles) is
+    saved by the write's own state write, and also when no pixel changes."""
+    labels = np.full((64, 64), 3, np.uint8)
+    assert store.write((0, 0, 64, 64), labels, edit=False, attrs={"refined": [[0, 0, 64, 64]]}) is None
+    assert store.attrs["refined"] == [[0, 0, 64, 64]] and store.edit_log() == []
+    assert store.write((0, 0, 64, 64), labels, edit=False, attrs={"refined": []}) is None  # nothing changes
+    assert store.attrs["refined"] == []
+    entry = store.write((0, 0, 8, 8), np.ones((8, 8), np.uint8), attrs={"note": "x"})
+    assert entry is not None and store.attrs["note"] == "x" and len(store.edit_log()) == 1
+    store.undo()
+    assert store.attrs["note"] == "x"  # undo takes back labels, not attrs
+    with pytest.raises(GLNetError, match="JSON-serialisable"):
+        store.write((0, 0, 8, 8), np.ones((8, 8), np.uint8), edit=False, attrs={"bad": object()})
+    assert store.read((0, 0, 8, 8)).tolist() == labels[:8, :8].tolist()  # refused before writing
+
+
 def test_many_classes_use_uint16(tmp_path):
     s = LabelStore.create(tmp_path / "b.zarr", (40, 40), ClassTable.default(300), min_size=8)
     assert s.levels[0].dtype == np.uint16

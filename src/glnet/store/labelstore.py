@@ -42,13 +42,14 @@ import shutil
 import threading
 import weakref
 from datetime import UTC, datetime
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from glnet.atomic import atomic_write, fsync_dir, is_tmp_name
+from glnet.atomic import atomic_write, fsync_dir, is_tmp_name, synced_write
 from glnet.classes import ClassTable
 from glnet.errors import GLNetError
 from glnet.faults import point
@@ -79,12 +80,10 @@ def downsample_mode(labels: np.ndarray) -> np.ndarray:
     quads = [a[0::2, 0::2], a[0::2, 1::2], a[1::2, 0::2], a[1::2, 1::2]]
     wide = np.uint16 if a.dtype == np.uint8 else np.uint32  # holds votes << bits | ~class
     bits, top = (8, 255) if a.dtype == np.uint8 else (16, 65535)
+    same = {pair: (quads[pair[0]] == quads[pair[1]]).view(np.uint8) for pair in combinations(range(4), 2)}
     best = np.zeros(quads[0].shape, wide)
     for i, q in enumerate(quads):
-        votes = np.zeros(q.shape, wide)
-        for j, other in enumerate(quads):
-            if j != i:
-                votes += q == other
+        votes = sum(same[min(i, j), max(i, j)] for j in range(4) if j != i).astype(wide)  # each pair compared once
         rank: np.ndarray = top - q.astype(wide)  # the smaller class ranks higher
         key = (votes << bits) | rank  # more votes first, then the smaller class
         best = np.maximum(best, key)
@@ -107,13 +106,22 @@ def _write_json(path: Path, data: Any) -> None:
         f.write(json.dumps(data, indent=1).encode())
 
 
+def _check_attrs(values: dict) -> None:
+    try:
+        json.dumps(values)
+    except TypeError as exc:
+        raise GLNetError(f"label store attrs must be JSON-serialisable: {exc}") from None
+
+
 def _save_npz(path: Path, **arrays: Any) -> None:
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_write(path) as f:
+    """A journal file: only fsynced, as the journal's marker (written
+    atomically after it) is what makes it count."""
+    with synced_write(path) as f:
         np.save(f, array)
 
 
@@ -323,15 +331,20 @@ class LabelStore:
         edit: bool = True,
         author: str | None = None,
         note: str = "",
+        attrs: dict | None = None,
     ) -> dict | None:
         """Write level-0 labels into ``region`` and rebuild the coarser levels there.
 
         ``edit=True`` (a person's correction) records an edit-log entry and undo
         data and returns the entry; ``edit=False`` (the segmenter writing its
-        predictions) records nothing. Nothing is written, and None is returned,
-        when no pixel changes.
+        predictions) records nothing. ``attrs`` are merged into :attr:`attrs`
+        by the same state write, so a writer's record of what it wrote (the
+        plugin's refined tiles, a run's blocks) commits with the labels and
+        costs no second one. Nothing but ``attrs`` is written, and None is
+        returned, when no pixel changes.
         """
         self._check_writable()
+        _check_attrs(attrs or {})
         region = _check_region(region, self.shape)
         labels = np.asarray(labels)
         t, l, b, r = region
@@ -345,9 +358,10 @@ class LabelStore:
         labels = labels.astype(self._levels[0].dtype, copy=False)
         with self._lock:
             around, old = self._read_around(region)
-            changes = _changes(old, labels, len(self.classes))
-            if not changes:
+            if np.array_equal(old, labels):  # far cheaper than counting the changes
                 log.debug("write to %s changes nothing", list(region))
+                if attrs:
+                    self.update_attrs(**attrs)
                 return None
             entry = None
             if edit:
@@ -357,9 +371,9 @@ class LabelStore:
                     "author": author or _user(),
                     "region": list(region),
                     "note": note,
-                    "changes": changes,
+                    "changes": _changes(old, labels, len(self.classes)),
                 }
-            self._transaction(region, labels, around, old, entry=entry)
+            self._transaction(region, labels, around, old, entry=entry, attrs=attrs)
             return entry
 
     def undo(self) -> dict | None:
@@ -395,13 +409,10 @@ class LabelStore:
     def update_attrs(self, **values: Any) -> None:
         """Merge JSON-serialisable ``values`` into :attr:`attrs` (saved atomically)."""
         self._check_writable()
+        _check_attrs(values)
         with self._lock:
             state = self._load_state()
             state["attrs"].update(values)
-            try:
-                json.dumps(state["attrs"])
-            except TypeError as exc:
-                raise GLNetError(f"label store attrs must be JSON-serialisable: {exc}") from None
             _write_json(self._dir / "state.json", state)
 
     # -- internals -------------------------------------------------------------------
@@ -413,10 +424,12 @@ class LabelStore:
         if self._mode == "r":
             raise GLNetError(f"{self.path} was opened read-only (mode 'r')")
 
-    def _load_state(self) -> dict:
-        # Re-read every time: another process (segmenter, napari) may have changed it.
+    def _load_state(self, text: bytes | None = None) -> dict:
+        """The state file, or ``text`` just read from it (a write reads it once).
+
+        Re-read every time: another process (segmenter, napari) may have changed it."""
         try:
-            state = json.loads((self._dir / "state.json").read_text())
+            state = json.loads((self._dir / "state.json").read_bytes() if text is None else text)
         except (OSError, ValueError) as exc:
             raise GLNetError(f"cannot read {self._dir / 'state.json'}: {exc}") from None
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
@@ -444,8 +457,11 @@ class LabelStore:
             (pt, pl, pb, pr), prev = plan[-1]
             st, sl, sb, sr = self._source((pt, pl, pb, pr), k - 1)
             t, l, b, r = st // 2, sl // 2, (sb + 1) // 2, (sr + 1) // 2
-            source = around if k == 1 else np.asarray(self._levels[k - 1][st:sb, sl:sr])
-            source[pt - st : pb - st, pl - sl : pr - sl] = prev
+            if (st, sl, sb, sr) == (pt, pl, pb, pr):  # level k-1 is all new there: nothing to read
+                source = prev
+            else:
+                source = around if k == 1 else np.asarray(self._levels[k - 1][st:sb, sl:sr])
+                source[pt - st : pb - st, pl - sl : pr - sl] = prev
             plan.append(((t, l, b, r), downsample_mode(source)))
         return plan
 
@@ -457,6 +473,7 @@ class LabelStore:
         old: np.ndarray,
         entry: dict | None = None,
         undo: dict | None = None,
+        attrs: dict | None = None,
     ) -> None:
         """Write all levels and the state, or (after any failure or kill) nothing.
 
@@ -464,17 +481,20 @@ class LabelStore:
         marker removed (the commit), then what only the old state needed is
         deleted. Each step is on disk (fsynced) before the next begins."""
         plan = self._plan(region, labels, around)
+        saved = (self._dir / "state.json").read_bytes()
         journal = self._dir / "journal"
         shutil.rmtree(journal, ignore_errors=True)  # an unfinished journal of a write that never began
         journal.mkdir(parents=True)
+        fsync_dir(self._dir)  # the journal folder itself survives a power cut with its marker
         regions = []
         try:
             for k, ((t, l, b, r), _) in enumerate(plan):
                 before = old if k == 0 else np.asarray(self._levels[k][t:b, l:r])
                 _save_npy(journal / f"level{k}.npy", before)
                 regions.append([t, l, b, r])
-            with atomic_write(journal / "state.json") as f:
-                f.write((self._dir / "state.json").read_bytes())
+            with synced_write(journal / "state.json") as f:
+                f.write(saved)
+            fsync_dir(journal)  # every journal file is on disk before the marker can be
             _write_json(journal / _MARKER, {"regions": regions, "time": _now()})  # the journal is now valid
         except BaseException:  # nothing was touched yet
             shutil.rmtree(journal, ignore_errors=True)
@@ -485,7 +505,7 @@ class LabelStore:
                 self._levels[k][t:b, l:r] = data
                 self._sync_level(k, (t, l, b, r))
                 point(f"level-written-{k}")
-            self._commit_state(old, entry, undo)
+            state = self._commit_state(self._load_state(saved), old, entry, undo, attrs)
             point("state-saved")
         except BaseException:
             log.warning("write to %s failed; restoring the previous labels", list(region))
@@ -499,16 +519,22 @@ class LabelStore:
         fsync_dir(journal)
         point("committed")
         shutil.rmtree(journal, ignore_errors=True)
-        self._collect_garbage()
+        if entry is not None or undo is not None:  # only a changed edit log leaves undo data unneeded
+            self._prune_undo(state)
 
     def _sync_level(self, k: int, region: Region) -> None:
         """fsync the chunk files of ``region`` of level ``k`` (zarr does not)."""
         sync_chunks(self._levels[k], region)
 
-    def _commit_state(self, old: np.ndarray, entry: dict | None, undo: dict | None) -> None:
-        if entry is None and undo is None:
-            return
-        state = self._load_state()
+    def _commit_state(
+        self, state: dict, old: np.ndarray, entry: dict | None, undo: dict | None, attrs: dict | None
+    ) -> dict:
+        """Write the new ``state`` (the journalled one changed by the edit, the
+        undo or ``attrs``), when there is anything to change; return it."""
+        if entry is None and undo is None and not attrs:
+            return state
+        if attrs:
+            state["attrs"].update(attrs)
         if undo is not None:
             state["edits"] = [e for e in state["edits"] if e["id"] != undo["id"]]
         if entry is not None:
@@ -517,6 +543,7 @@ class LabelStore:
             _save_npz(self._dir / "undo" / f"{entry['id']}.npz", labels=old)
             state["edits"].append(entry)
         _write_json(self._dir / "state.json", state)
+        return state
 
     def _rollback(self) -> None:
         """Put back what the journal saved: every level region and the state
@@ -548,15 +575,20 @@ class LabelStore:
         self._collect_garbage()
 
     def _collect_garbage(self) -> None:
-        """Delete what no committed state needs: undo data beyond the last
-        UNDO_KEEP logged edits (pruned, undone, or of an edit rolled back) and
-        hidden temporary files of killed writes. Only the writer does this."""
-        keep = {f"{e['id']}.npz" for e in self._load_state()["edits"][-UNDO_KEEP:]}
-        for f in (self._dir / "undo").iterdir():
-            if f.name not in keep:
-                f.unlink(missing_ok=True)
+        """Delete what no committed state needs: undo data no logged edit needs
+        and hidden temporary files of killed writes (after a rollback, and on
+        opening for writing). Only the writer does this."""
+        self._prune_undo(self._load_state())
         for f in (self.path / ".glnet").rglob(".*"):  # also a streaming run's saved scenes
             if is_tmp_name(f.name) and f.is_file():
+                f.unlink(missing_ok=True)
+
+    def _prune_undo(self, state: dict) -> None:
+        """Delete undo data beyond the last UNDO_KEEP logged edits of ``state``
+        (pruned, undone, or of an edit rolled back)."""
+        keep = {f"{e['id']}.npz" for e in state["edits"][-UNDO_KEEP:]}
+        for f in (self._dir / "undo").iterdir():
+            if f.name not in keep:
                 f.unlink(missing_ok=True)
 
 
