@@ -50,7 +50,7 @@ TILE = 1024  # refined labels are written in tiles of 2 x 2 store chunks
 STORE_CHUNK = 512
 # Scenes whose global pass stays in memory: a 3 x 3 block, what a view at zoom 1
 # spans, so the overview's global passes are the ones the refinement uses (with 4,
-# a 9-scene view ran 10 of its 9 global passes again), within KEEP_BYTES: a scene
+# a 9-scene view ran 20 global passes for its 9 scenes), within KEEP_BYTES: a scene
 # holds about 9 MB with the demo model (all 9 kept), 117 MB with the authors'
 # ResNet-50 (4 kept).
 KEEP_SCENES = 9
