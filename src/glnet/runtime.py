@@ -224,3 +224,8 @@ def reuse_freed_memory() -> Iterator[None]:
             libc.mallopt(_M_TRIM_THRESHOLD, _OUTSIDE_RUNS_TRIM_THRESHOLD)
             libc.mallopt(_M_MMAP_THRESHOLD, _OUTSIDE_RUNS_MMAP_THRESHOLD)
             libc.malloc_trim(0)
+
+
+def tensor_bytes(tensors: list[torch.Tensor]) -> int:
+    """Memory the tensors' elements take (what a cache of them is budgeted by)."""
+    return sum(t.numel() * t.element_size() for t in tensors)

@@ -14,9 +14,8 @@ What is different is how the work is organised:
   region the result equals the whole-image result;
 * local2global keeps C x 127 x 127 per patch (the local half of the
   ensemble), never the 512-channel ps3, so memory stays bounded;
-* ``ImageSession.run`` is a generator that yields after every batch, so a
-  caller can show progress and stop between batches; work done so far is
-  kept and reused.
+* ``ImageSession.run`` yields after every batch, so a caller can show
+  progress and stop between batches; work done so far is kept and reused.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from glnet.runtime import (
     resolve_precision,
     return_freed_memory_promptly,
     reuse_freed_memory,
+    tensor_bytes,
     warn_slow_precision,
 )
 
@@ -175,12 +175,8 @@ class ImageSession:
 
     @property
     def nbytes(self) -> int:
-        """Memory this session holds (the scene, its patch logits, its global
-        context): what a caller keeping several sessions budgets."""
-        held = [self._logits, *(self._context.features.maps() if self._context is not None else ())]
-        if self._context is not None:
-            held.append(self._context.ps3)
-        return self.image.nbytes + sum(t.numel() * t.element_size() for t in held)
+        """Memory held (the scene, its patch logits, its global context): what keeping several sessions costs."""
+        return self.image.nbytes + tensor_bytes([self._logits, *(self._context.maps() if self._context else [])])
 
     # -- pieces --------------------------------------------------------
     def global_image(self) -> torch.Tensor:
@@ -191,20 +187,17 @@ class ImageSession:
     def _ctx(self) -> GlobalContext:
         if self._context is None:
             seg = self.seg
-            net = seg.global_net
             with torch.inference_mode(), autocast(seg.device, seg.precision):
                 self._image_g = self.global_image()
-                self._context = net.global_context(self._image_g)
+                self._context = seg.global_net.global_context(self._image_g)
         return self._context
 
     def global_logits(self) -> torch.Tensor:
         """(C, h, w) global-branch logits: the fast overview of the whole image."""
         if self._global_logits is None:
-            seg = self.seg
-            net = seg.global_net
-            ctx = self._ctx()
+            seg, ctx = self.seg, self._ctx()
             with torch.inference_mode(), autocast(seg.device, seg.precision):
-                self._global_logits = net.global_logits(ctx)[0].float().cpu()
+                self._global_logits = seg.global_net.global_logits(ctx)[0].float().cpu()
         return self._global_logits
 
     def global_labels(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -391,9 +384,8 @@ class ImageSession:
         return PatchResults((self.height, self.width), [self.origins[i] for i in indices], (p, p), logits, skipped)
 
     def finished(self) -> PatchResults:
-        """The whole image's results as a compact value (C x size_p/4 squared
-        per patch): what a caller keeps, ships or stores after run() ends,
-        instead of the session with its model, image and global maps."""
+        """The whole image's results as a compact value (C x size_p/4 squared per patch): what a caller
+        keeps, ships or stores after run() ends, instead of the session with its model, image and global maps."""
         if self.seg.mode == "global":
             g = self.global_logits().numpy()[None]
             return PatchResults((self.height, self.width), [(0, 0)], self.padded_size, g)

@@ -55,6 +55,9 @@ class GlobalContext:
     features: Features
     ps3: Tensor
 
+    def maps(self) -> list[Tensor]:
+        return [*self.features.maps(), self.ps3]
+
 
 class GLNet(nn.Module):
     inference_only = False  # a Segmenter folded its BatchNorm: not for training or saving
