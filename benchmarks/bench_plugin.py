@@ -17,6 +17,8 @@ presses "Segment view" and measures, on the GUI thread:
 * **stall ms (pan)**: the same while the camera pans every 30 ms for 5 s
   during a second segmentation (napari also reads image tiles then); **pan
   moves**: how many of the 30 ms pan steps ran in those 5 s (166 at best);
+* **software paint CPU s**: CPU time of Mesa's llvmpipe threads from the
+  press to the end (software OpenGL: drawing the window takes the model's cores);
 * **GUI CPU ms**: the most CPU time the GUI thread itself used between two
   ticks: the part of a stall that is work on the GUI thread, not waiting for
   a CPU on a busy machine (or for the GIL).
@@ -84,9 +86,13 @@ class StackSampler:
         seen: Counter = Counter()
         n = 0
         for t, names in self.others:
-            if start <= t <= stop and not any(
-                x.endswith((":wait", ":_wait_for_tstate_lock", ":get")) for x in names[-2:]
-            ):
+            idle = (
+                names[-1].endswith("thread.py:_worker")
+                or any(  # a pool thread waiting in C for work
+                    x.endswith((":wait", ":_wait_for_tstate_lock", ":get", ":select")) for x in names[-2:]
+                )
+            )
+            if start <= t <= stop and not idle:
                 n += 1
                 seen.update(set(names))
         return [f"{c / max(n, 1):.0%} {name}" for name, c in seen.most_common(top)]
@@ -140,6 +146,23 @@ class TickRecorder:
         """(gap ms, gap start) of every tick interval in [start, stop]."""
         inside = [t[0] for t in self.ticks if start <= t[0] <= stop]
         return [((b - a) * 1000, a) for a, b in itertools.pairwise(inside)]
+
+
+def software_paint_cpu() -> float:
+    """CPU seconds used so far by this process's llvmpipe threads (Mesa's
+    software OpenGL drawing the window: 0 on a GPU-drawn desktop)."""
+    total = 0.0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if not f.read().startswith("llvmpipe"):
+                    continue
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def run_until(condition, timeout: float = 3600) -> None:
@@ -209,6 +232,7 @@ def measure(image: Path, ckpt: str, threads: int, view: str, store_dir: Path, sa
             marks.setdefault("overview_drawn", time.perf_counter())
 
     drawn.connect(on_draw)
+    paint0 = software_paint_cpu()
     t0 = time.perf_counter()
     widget.start()
     worker = ctl.worker
@@ -221,6 +245,7 @@ def measure(image: Path, ckpt: str, threads: int, view: str, store_dir: Path, sa
     worker.returned.connect(lambda out: isinstance(out, Done) and done.setdefault("region", out.region))
     run_until(lambda: not ctl.running)
     t1 = time.perf_counter()
+    paint = software_paint_cpu() - paint0
     run_until(lambda: False, 0.5)  # the last tile drawn
     gaps = ticks.gaps(t0, t1 + 0.5)
     worst = sorted(gaps, reverse=True)[:3]
@@ -234,6 +259,7 @@ def measure(image: Path, ckpt: str, threads: int, view: str, store_dir: Path, sa
         "overview_s": marks.get("overview", float("nan")) - t0,
         "overview_drawn_s": marks.get("overview_drawn", float("nan")) - t0,
         "refined_s": t1 - t0,
+        "paint_cpu_s": paint,
         "stall_run_ms": max((g for g, _ in gaps), default=float("nan")),
         "busy_run_ms": ticks.longest_gap_ms(t0, t1 + 0.5, cpu=True),
         "over_50": sum(g > 50 for g, _ in gaps),
@@ -352,6 +378,7 @@ def main() -> int:
         ("refined s", "refined_s", "{:.1f}"),
         ("engine s", "engine_s", "{:.1f}"),
         ("refined / engine", "ratio", "{:.2f}"),
+        ("software paint CPU s", "paint_cpu_s", "{:.1f}"),
         ("stall ms (run)", "stall_run_ms", "{:.0f}"),
         ("GUI CPU ms (run)", "busy_run_ms", "{:.0f}"),
         ("gaps > 50 / > 100 ms", "gaps", "{}"),
