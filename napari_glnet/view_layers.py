@@ -49,6 +49,7 @@ class ViewLayers:
         self.session: ViewSession | None = None  # the session the layers show
         self.placement: dict = {"scale": (1.0, 1.0), "translate": (0.0, 0.0)}  # the image's, for the labels
         self._restacking = False
+        self._told: ViewSession | None = None  # the session on_shown was called for
         for name in ("inserted", "moved", "reordered"):
             getattr(viewer.layers.events, name).connect(self.restack)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -65,31 +66,44 @@ class ViewLayers:
 
     def show(self, session: ViewSession, image) -> None:
         """Show ``session``'s overview and store over ``image``, reusing our
-        layers where they fit.  Making a napari layer costs the GUI thread
-        0.4-0.8 s (Qt controls, vispy visuals), so only the overview layer is
-        made now; a labels layer still to be made waits until the store has
-        labels to show (the next event-loop turn if it has, else the first tile
-        written: :meth:`refresh`), so the overview is drawn before that freeze."""
-        from qtpy.QtCore import QTimer
+        layers where they fit.
 
+        Making a napari layer freezes the GUI thread 0.4-0.8 s (Qt controls,
+        vispy visuals), and so does the review side when told (it adds its
+        own layer), so each happens in an event-loop turn of its own, after
+        the overview is drawn: a labels layer still to be made is made after
+        the first overview shown (:meth:`show_overview`), or at once by
+        :meth:`refresh` when labels are written first."""
         self.session, self.image = session, image
         overview = session.current_overview()
         place = overview_placement(overview.step, self.placement["scale"], self.placement["translate"])
         self._put(OVERVIEW_NAME, overview.labels, False, place)
         if self._reusable(LABELS_NAME, len(session.store.levels) > 1) is not None:
             self._show_labels()
-        elif session.shown_regions():
-            QTimer.singleShot(0, lambda: self.session is session and not self.shows(session) and self._show_labels())
         else:
             self.restack()
 
-    def _show_labels(self) -> None:
-        """Put the store's labels into the labels layer (made if missing), then tell ``on_shown``."""
+    def _show_labels(self, tell_later: bool = False) -> None:
+        """Put the store's labels into the labels layer (made if missing), then
+        tell ``on_shown`` (``tell_later``: in the next event-loop turn)."""
+        from qtpy.QtCore import QTimer
+
         session = self.session
         levels = session.display_levels(_token())
+        if LABELS_NAME not in self.viewer.layers:
+            self._told = None  # a new layer: the review side must be given it
         self._put(LABELS_NAME, _layer_data(levels), len(levels) > 1, self.placement)
         self.restack()
-        self.on_shown(session)
+        if tell_later:
+            QTimer.singleShot(0, lambda: self.session is session and self._tell())
+        else:
+            self._tell()
+
+    def _tell(self) -> None:
+        """``on_shown`` once per session shown in a labels layer."""
+        if self._told is not self.session:
+            self._told = self.session
+            self.on_shown(self.session)
 
     def _put(self, name: str, data, multiscale: bool, place: dict) -> None:
         """Our layer ``name`` showing ``data`` at ``place``: reused where it can be, else made."""
@@ -137,13 +151,24 @@ class ViewLayers:
             layer = self.viewer.layers[LABELS_NAME]
             layer.data = _layer_data(self.session.display_levels(_token()))
             layer.editable = False  # a single-level store is not multiscale, and napari would let it be painted
+            self._tell()
         self.show_overview(self.session.current_overview())
 
     def show_overview(self, overview: Overview) -> None:
+        """Draw ``overview``; the first time, make the labels layer if it is
+        missing (in the next event-loop turn: the overview is painted first)."""
+        from qtpy.QtCore import QTimer
+
         if OVERVIEW_NAME in self.viewer.layers:
             layer = self.viewer.layers[OVERVIEW_NAME]
             layer.data = overview.labels
             layer.editable = False
+        session = self.session
+        if session is not None and LABELS_NAME not in self.viewer.layers:
+            QTimer.singleShot(
+                0,
+                lambda: self.session is session and LABELS_NAME not in self.viewer.layers and self._show_labels(True),
+            )
 
     def restack(self, _event=None) -> None:
         """Keep GLNet's layers directly above their image, in the order
